@@ -1,0 +1,412 @@
+#include "layers/cpu/cpu_kernels.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "glog/logging.h"
+#include "layers/math/activation_math.h"
+#include "oneapi/dnnl/dnnl.h"
+
+namespace mla {
+namespace {
+
+// Row-major sgemm through oneDNN's BLAS-like entry point. Called inside
+// OpenMP regions, where oneDNN runs it on the calling thread.
+void Sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const dnnl_status_t st = dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  CHECK_EQ(st, dnnl_success) << "dnnl_sgemm failed";
+}
+
+}  // namespace
+
+CpuKernels::CpuKernels() = default;
+
+float* CpuKernels::Scratch(std::vector<float>& buffer, size_t n) {
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
+void CpuKernels::LinearForward(const float* x, const float* w, const float* bias, float* y,
+                               int64_t M, int64_t N, int64_t K, Epilogue epilogue,
+                               bool accumulate) {
+  MatmulShape s;
+  s.M = M; s.N = N; s.K = K;
+  s.lda = K; s.ldb = K; s.ldc = N;
+  s.trans_b = true;
+  s.epilogue = epilogue;
+  s.accumulate = accumulate;
+  matmul_.Run(s, x, w, bias, y);
+}
+
+void CpuKernels::LinearBackward(const float* x, const float* w, const float* dy, float* dx,
+                                float* dw, float* db, int64_t M, int64_t N, int64_t K,
+                                bool accumulate_dx) {
+  if (dx != nullptr) {  // dx[M,K] = dy[M,N]·w[N,K]
+    MatmulShape s;
+    s.M = M; s.N = K; s.K = N;
+    s.lda = N; s.ldb = K; s.ldc = K;
+    s.accumulate = accumulate_dx;
+    matmul_.Run(s, dy, w, nullptr, dx);
+  }
+  if (dw != nullptr) {  // dw[N,K] += dyᵀ[N,M]·x[M,K]
+    MatmulShape s;
+    s.M = N; s.N = K; s.K = M;
+    s.lda = N; s.ldb = K; s.ldc = K;
+    s.trans_a = true;
+    s.accumulate = true;
+    matmul_.Run(s, dy, x, nullptr, dw);
+  }
+  if (db != nullptr) {
+    const int nt = omp_get_max_threads();
+    float* partial = Scratch(thread_scratch_, static_cast<size_t>(nt) * N);
+#pragma omp parallel
+    {
+      float* mine = partial + static_cast<int64_t>(omp_get_thread_num()) * N;
+      std::fill(mine, mine + N, 0.0f);
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < M; ++i) {
+        const float* row = dy + i * N;
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) mine[j] += row[j];
+      }
+    }
+    for (int t = 0; t < nt; ++t)
+      for (int64_t j = 0; j < N; ++j) db[j] += partial[static_cast<int64_t>(t) * N + j];
+  }
+}
+
+void CpuKernels::LayerNormForward(const float* x, const float* w, const float* b, float* y,
+                                  float* mean, float* rstd, int64_t M, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < M; ++i) {
+    const float* xi = x + i * C;
+    float* yi = y + i * C;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < C; ++j) sum += xi[j];
+    const float m = sum / C;
+    float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+    for (int64_t j = 0; j < C; ++j) var += (xi[j] - m) * (xi[j] - m);
+    const float r = 1.0f / std::sqrt(var / C + 1e-5f);
+#pragma omp simd
+    for (int64_t j = 0; j < C; ++j) yi[j] = (xi[j] - m) * r * w[j] + b[j];
+    mean[i] = m;
+    rstd[i] = r;
+  }
+}
+
+void CpuKernels::LayerNormBackward(const float* dy, const float* x, const float* w,
+                                   const float* mean, const float* rstd, float* dx, float* dw,
+                                   float* db, int64_t M, int64_t C) {
+  const int nt = omp_get_max_threads();
+  float* partial = Scratch(thread_scratch_, static_cast<size_t>(nt) * 2 * C);
+#pragma omp parallel
+  {
+    float* pdw = partial + static_cast<int64_t>(omp_get_thread_num()) * 2 * C;
+    float* pdb = pdw + C;
+    std::fill(pdw, pdw + 2 * C, 0.0f);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < M; ++i) {
+      const float* xi = x + i * C;
+      const float* dyi = dy + i * C;
+      float* dxi = dx + i * C;
+      const float m = mean[i], r = rstd[i];
+      float mean_g = 0.0f, mean_gx = 0.0f;
+#pragma omp simd reduction(+ : mean_g, mean_gx)
+      for (int64_t j = 0; j < C; ++j) {
+        const float xh = (xi[j] - m) * r;
+        const float g = dyi[j] * w[j];
+        mean_g += g;
+        mean_gx += g * xh;
+      }
+      mean_g /= C;
+      mean_gx /= C;
+#pragma omp simd
+      for (int64_t j = 0; j < C; ++j) {
+        const float xh = (xi[j] - m) * r;
+        pdw[j] += dyi[j] * xh;
+        pdb[j] += dyi[j];
+        dxi[j] += r * (dyi[j] * w[j] - mean_g - xh * mean_gx);
+      }
+    }
+  }
+  for (int t = 0; t < nt; ++t) {
+    const float* pdw = partial + static_cast<int64_t>(t) * 2 * C;
+    for (int64_t j = 0; j < C; ++j) {
+      dw[j] += pdw[j];
+      db[j] += pdw[C + j];
+    }
+  }
+}
+
+void CpuKernels::RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64_t M,
+                                int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < M; ++i) {
+    const float* xi = x + i * C;
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t j = 0; j < C; ++j) ss += xi[j] * xi[j];
+    const float r = 1.0f / std::sqrt(ss / C + 1e-5f);
+    float* yi = y + i * C;
+#pragma omp simd
+    for (int64_t j = 0; j < C; ++j) yi[j] = xi[j] * r * w[j];
+    rstd[i] = r;
+  }
+}
+
+void CpuKernels::RmsNormBackward(const float* dy, const float* x, const float* w,
+                                 const float* rstd, float* dx, float* dw, int64_t M, int64_t C) {
+  const int nt = omp_get_max_threads();
+  float* partial = Scratch(thread_scratch_, static_cast<size_t>(nt) * C);
+#pragma omp parallel
+  {
+    float* pdw = partial + static_cast<int64_t>(omp_get_thread_num()) * C;
+    std::fill(pdw, pdw + C, 0.0f);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < M; ++i) {
+      const float* xi = x + i * C;
+      const float* dyi = dy + i * C;
+      float* dxi = dx + i * C;
+      const float r = rstd[i];
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t j = 0; j < C; ++j) dot += dyi[j] * w[j] * xi[j];
+      const float k = dot * r * r / C;
+#pragma omp simd
+      for (int64_t j = 0; j < C; ++j) {
+        pdw[j] += dyi[j] * xi[j] * r;
+        dxi[j] = r * (dyi[j] * w[j] - xi[j] * k);
+      }
+    }
+  }
+  for (int t = 0; t < nt; ++t)
+    for (int64_t j = 0; j < C; ++j) dw[j] += partial[static_cast<int64_t>(t) * C + j];
+}
+
+void CpuKernels::GeluForward(const float* u, float* h, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) h[i] = math::GeluTanh(u[i]);
+}
+
+void CpuKernels::GeluBackward(const float* u, const float* dh, float* du, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) du[i] = dh[i] * math::GeluTanhGrad(u[i]);
+}
+
+void CpuKernels::EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe,
+                                  float* x, int B, int T, int C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < static_cast<int64_t>(B) * T; ++i) {
+    const float* e = wte + static_cast<int64_t>(tokens[i]) * C;
+    float* xi = x + i * C;
+    if (wpe != nullptr) {
+      const float* p = wpe + (i % T) * C;
+#pragma omp simd
+      for (int j = 0; j < C; ++j) xi[j] = e[j] + p[j];
+    } else {
+      std::copy(e, e + C, xi);
+    }
+  }
+}
+
+void CpuKernels::EmbeddingBackward(const int32_t* tokens, const float* dx, float* dwte,
+                                   float* dwpe, int B, int T, int C) {
+  // Threads own disjoint column ranges, so repeated tokens never race.
+#pragma omp parallel
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int c0 = static_cast<int>(static_cast<int64_t>(C) * t / nt);
+    const int c1 = static_cast<int>(static_cast<int64_t>(C) * (t + 1) / nt);
+    for (int64_t i = 0; i < static_cast<int64_t>(B) * T; ++i) {
+      const float* g = dx + i * C;
+      float* e = dwte + static_cast<int64_t>(tokens[i]) * C;
+      for (int j = c0; j < c1; ++j) e[j] += g[j];
+      if (dwpe != nullptr) {
+        float* p = dwpe + (i % T) * C;
+        for (int j = c0; j < c1; ++j) p[j] += g[j];
+      }
+    }
+  }
+}
+
+const std::pair<std::vector<float>, std::vector<float>>& CpuKernels::RopeTable(int dims,
+                                                                               float theta,
+                                                                               int positions) {
+  auto& table = rope_tables_[{dims, theta}];
+  const int half = dims / 2;
+  const int have = table.first.empty() ? 0 : static_cast<int>(table.first.size()) / half;
+  if (have < positions) {
+    table.first.resize(static_cast<size_t>(positions) * half);
+    table.second.resize(static_cast<size_t>(positions) * half);
+    for (int p = 0; p < positions; ++p) {
+      for (int i = 0; i < half; ++i) {
+        // Angles in double so long contexts keep float-exact cos/sin.
+        const double a = static_cast<double>(p) * math::RopeFrequency(i, dims, theta);
+        table.first[static_cast<size_t>(p) * half + i] = static_cast<float>(std::cos(a));
+        table.second[static_cast<size_t>(p) * half + i] = static_cast<float>(std::sin(a));
+      }
+    }
+  }
+  return table;
+}
+
+void CpuKernels::Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int heads, int dims,
+                      float theta, bool inverse) {
+  CHECK_EQ(dims % 2, 0);
+  const auto& table = RopeTable(dims, theta, pos0 + T);
+  const float* cosv = table.first.data();
+  const float* sinv = table.second.data();
+  const int half = dims / 2;
+  const float sign = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t pos = (r % T) + pos0;
+    const float* c = cosv + pos * half;
+    const float* s = sinv + pos * half;
+    for (int h = 0; h < heads; ++h) {
+      float* z = x + r * ld + static_cast<int64_t>(h) * dims;
+      for (int i = 0; i < half; ++i) math::RopeRotatePair(z[2 * i], z[2 * i + 1], c[i], sign * s[i]);
+    }
+  }
+}
+
+void CpuKernels::AttentionForward(const AttentionViews& in, float* y, int64_t ld_y,
+                                  float* probs) {
+  const int B = in.B, T = in.T, H = in.H, D = in.D, P = in.P;
+  const bool rope = in.q_rope != nullptr;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < H; ++h) {
+      const int64_t row0 = static_cast<int64_t>(b) * T;
+      float* S = probs + (static_cast<int64_t>(b) * H + h) * T * T;
+      Sgemm('N', 'T', T, T, D, in.scale, in.q + row0 * in.ld_q + h * D, in.ld_q,
+            in.k + row0 * in.ld_k + h * D, in.ld_k, 0.0f, S, T);
+      if (rope) {
+        Sgemm('N', 'T', T, T, P, in.scale, in.q_rope + row0 * in.ld_q_rope + h * P,
+              in.ld_q_rope, in.k_rope + row0 * in.ld_k_rope, in.ld_k_rope, 1.0f, S, T);
+      }
+      for (int t = 0; t < T; ++t) {
+        float* row = S + static_cast<int64_t>(t) * T;
+        float mx = row[0];
+        for (int s = 1; s <= t; ++s) mx = std::max(mx, row[s]);
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int s = 0; s <= t; ++s) {
+          row[s] = expf(row[s] - mx);
+          sum += row[s];
+        }
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int s = 0; s <= t; ++s) row[s] *= inv;
+        std::fill(row + t + 1, row + T, 0.0f);
+      }
+      Sgemm('N', 'N', T, D, T, 1.0f, S, T, in.v + row0 * in.ld_v + h * D, in.ld_v, 0.0f,
+            y + row0 * ld_y + h * D, ld_y);
+    }
+  }
+}
+
+void CpuKernels::AttentionBackward(const AttentionViews& in, const float* probs, const float* dy,
+                                   int64_t ld_dy, const AttentionGrads& g) {
+  const int B = in.B, T = in.T, H = in.H, D = in.D, P = in.P;
+  const bool rope = in.q_rope != nullptr;
+  const int nt = omp_get_max_threads();
+  float* tiles = Scratch(thread_scratch_, static_cast<size_t>(nt) * T * T);
+  // Per-(b, h) contributions to the shared rotary key, summed over heads below.
+  float* dkr_parts =
+      rope ? Scratch(rope_grad_scratch_, static_cast<size_t>(B) * H * T * P) : nullptr;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < H; ++h) {
+      const int64_t row0 = static_cast<int64_t>(b) * T;
+      const float* Pm = probs + (static_cast<int64_t>(b) * H + h) * T * T;
+      float* dS = tiles + static_cast<int64_t>(omp_get_thread_num()) * T * T;
+      const float* dY = dy + row0 * ld_dy + h * D;
+      // dP = dY·Vᵀ
+      Sgemm('N', 'T', T, T, D, 1.0f, dY, ld_dy, in.v + row0 * in.ld_v + h * D, in.ld_v, 0.0f,
+            dS, T);
+      for (int t = 0; t < T; ++t) {
+        const float* p = Pm + static_cast<int64_t>(t) * T;
+        float* d = dS + static_cast<int64_t>(t) * T;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int s = 0; s <= t; ++s) dot += p[s] * d[s];
+#pragma omp simd
+        for (int s = 0; s <= t; ++s) d[s] = math::SoftmaxGrad(p[s], d[s], dot);
+        std::fill(d + t + 1, d + T, 0.0f);
+      }
+      // dV = Pᵀ·dY, dQ = scale·dS·K, dK = scale·dSᵀ·Q
+      Sgemm('T', 'N', T, D, T, 1.0f, Pm, T, dY, ld_dy, 0.0f, g.dv + row0 * g.ld_dv + h * D,
+            g.ld_dv);
+      Sgemm('N', 'N', T, D, T, in.scale, dS, T, in.k + row0 * in.ld_k + h * D, in.ld_k, 0.0f,
+            g.dq + row0 * g.ld_dq + h * D, g.ld_dq);
+      Sgemm('T', 'N', T, D, T, in.scale, dS, T, in.q + row0 * in.ld_q + h * D, in.ld_q, 0.0f,
+            g.dk + row0 * g.ld_dk + h * D, g.ld_dk);
+      if (rope) {
+        Sgemm('N', 'N', T, P, T, in.scale, dS, T, in.k_rope + row0 * in.ld_k_rope, in.ld_k_rope,
+              0.0f, g.dq_rope + row0 * g.ld_dq_rope + h * P, g.ld_dq_rope);
+        Sgemm('T', 'N', T, P, T, in.scale, dS, T, in.q_rope + row0 * in.ld_q_rope + h * P,
+              in.ld_q_rope, 0.0f, dkr_parts + (static_cast<int64_t>(b) * H + h) * T * P, P);
+      }
+    }
+  }
+  if (rope) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < static_cast<int64_t>(B) * T; ++r) {
+      const int64_t b = r / T, t = r % T;
+      float* out = g.dk_rope + r * g.ld_dk_rope;
+      std::fill(out, out + P, 0.0f);
+      for (int h = 0; h < H; ++h) {
+        const float* part = dkr_parts + ((b * H + h) * T + t) * P;
+        for (int j = 0; j < P; ++j) out[j] += part[j];
+      }
+    }
+  }
+}
+
+double CpuKernels::SoftmaxCrossEntropy(float* logits, const int32_t* targets, float* dlogits,
+                                       int64_t M, int64_t V, float grad_scale) {
+  double total = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+  for (int64_t i = 0; i < M; ++i) {
+    float* row = logits + i * V;
+    float mx = row[0];
+    for (int64_t j = 1; j < V; ++j) mx = std::max(mx, row[j]);
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < V; ++j) sum += expf(row[j] - mx);
+    const float lse = mx + std::log(sum);
+    const int32_t target = targets[i];
+    total += static_cast<double>(lse - row[target]);
+    if (dlogits != nullptr) {
+      float* d = dlogits + i * V;
+      const float inv = 1.0f / sum;
+#pragma omp simd
+      for (int64_t j = 0; j < V; ++j) d[j] = expf(row[j] - mx) * inv * grad_scale;
+      d[target] -= grad_scale;
+    }
+  }
+  return total;
+}
+
+void CpuKernels::Add(const float* x, float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void CpuKernels::Fill(float* x, float value, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) x[i] = value;
+}
+
+void CpuKernels::Copy(const float* x, float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i];
+}
+
+}  // namespace mla

@@ -1,0 +1,72 @@
+#pragma once
+// CpuKernels: the reference implementation of the kernel interface
+// (layers/kernels.h). Linear layers run as oneDNN matmul primitives cached per
+// shape, with fused bias / bias+GELU post-ops; attention runs per (batch, head)
+// on OpenMP threads, each issuing single-threaded oneDNN sgemm calls; the
+// element-wise kernels are OpenMP loops over the shared math in layers/math/.
+//
+// Owns its primitive cache and scratch buffers, which grow on first use of a
+// shape and are then reused (no allocation in a steady training step).
+// Not thread safe: one instance per issuing thread.
+#include <map>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "layers/cpu/onednn_matmul.h"
+#include "layers/kernels.h"
+
+namespace mla {
+
+class CpuKernels final : public Kernels {
+ public:
+  CpuKernels();
+  CpuKernels(const CpuKernels&) = delete;
+  CpuKernels& operator=(const CpuKernels&) = delete;
+
+  void LinearForward(const float* x, const float* w, const float* bias, float* y, int64_t M,
+                     int64_t N, int64_t K, Epilogue epilogue, bool accumulate) override;
+  void LinearBackward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                      float* db, int64_t M, int64_t N, int64_t K, bool accumulate_dx) override;
+  void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean,
+                        float* rstd, int64_t M, int64_t C) override;
+  void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
+                         const float* rstd, float* dx, float* dw, float* db, int64_t M,
+                         int64_t C) override;
+  void RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64_t M,
+                      int64_t C) override;
+  void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rstd,
+                       float* dx, float* dw, int64_t M, int64_t C) override;
+  void GeluForward(const float* u, float* h, int64_t n) override;
+  void GeluBackward(const float* u, const float* dh, float* du, int64_t n) override;
+  void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* x,
+                        int B, int T, int C) override;
+  void EmbeddingBackward(const int32_t* tokens, const float* dx, float* dwte, float* dwpe, int B,
+                         int T, int C) override;
+  void Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int heads, int dims, float theta,
+            bool inverse) override;
+  void AttentionForward(const AttentionViews& in, float* y, int64_t ld_y, float* probs) override;
+  void AttentionBackward(const AttentionViews& in, const float* probs, const float* dy,
+                         int64_t ld_dy, const AttentionGrads& grads) override;
+  double SoftmaxCrossEntropy(float* logits, const int32_t* targets, float* dlogits, int64_t M,
+                             int64_t V, float grad_scale) override;
+  void Add(const float* x, float* y, int64_t n) override;
+  void Fill(float* x, float value, int64_t n) override;
+  void Copy(const float* x, float* y, int64_t n) override;
+
+  OnednnMatmul& matmul() { return matmul_; }
+
+ private:
+  // cos/sin of every (position, pair) for `dims` rotary dims, at least
+  // `positions` rows: [positions, dims/2] each.
+  const std::pair<std::vector<float>, std::vector<float>>& RopeTable(int dims, float theta,
+                                                                     int positions);
+  float* Scratch(std::vector<float>& buffer, size_t n);
+
+  OnednnMatmul matmul_;
+  std::map<std::pair<int, float>, std::pair<std::vector<float>, std::vector<float>>> rope_tables_;
+  std::vector<float> thread_scratch_;  // per-thread partial sums / T×T tiles
+  std::vector<float> rope_grad_scratch_;
+};
+
+}  // namespace mla

@@ -1,0 +1,107 @@
+#pragma once
+// The one kernel interface every layer is written against. An implementation
+// (layers/cpu: oneDNN + OpenMP; layers/cuda: cuBLASLt + .cu kernels) runs each
+// call on its device; pointers are that device's memory. Calls are issued from
+// one thread and complete in order (the CPU implementation returns when done).
+//
+// Letters: M rows (= B·T tokens), N output features, K input features,
+// B batch, T time, H heads, D head dim, P rotary dims, V vocab, C channels.
+// Matrices are row-major; Linear weights are [N, K] (PyTorch layout).
+#include <cstdint>
+
+namespace mla {
+
+enum class Epilogue { kNone, kBias, kBiasGelu };
+
+// Causal attention over per-head query/key/value views laid out as rows of
+// tokens ([B·T, ld]); head h of a row owns columns h·D … h·D+D−1 (h·P for the
+// rotary parts). Used by every attention kind:
+//   score(t, s) = scale · (q_h(t)·k_h(s) + q_r,h(t)·k_r(s)),  s ≤ t
+// The rotary terms are present when q_rope/k_rope are non-null (mla_rope,
+// where one k_r row is shared by all heads).
+struct AttentionViews {
+  int B = 0, T = 0, H = 0, D = 0, P = 0;
+  float scale = 1.0f;
+  const float* q = nullptr;       int64_t ld_q = 0;
+  const float* k = nullptr;       int64_t ld_k = 0;
+  const float* v = nullptr;       int64_t ld_v = 0;
+  const float* q_rope = nullptr;  int64_t ld_q_rope = 0;  // [B·T, H·P] or null
+  const float* k_rope = nullptr;  int64_t ld_k_rope = 0;  // [B·T, P] or null
+};
+
+// Gradients of the attention inputs, same layouts as AttentionViews (written,
+// not accumulated). dk_rope is summed over heads.
+struct AttentionGrads {
+  float* dq = nullptr;       int64_t ld_dq = 0;
+  float* dk = nullptr;       int64_t ld_dk = 0;
+  float* dv = nullptr;       int64_t ld_dv = 0;
+  float* dq_rope = nullptr;  int64_t ld_dq_rope = 0;
+  float* dk_rope = nullptr;  int64_t ld_dk_rope = 0;
+};
+
+class Kernels {
+ public:
+  virtual ~Kernels() = default;
+
+  // y[M,N] (= or +=) x[M,K]·wᵀ + bias, optionally GELU(·) (training keeps
+  // the pre-activation, so it calls kBias then GeluForward). `accumulate` adds
+  // the result to y (residual connections); it is not combined with GELU.
+  virtual void LinearForward(const float* x, const float* w, const float* bias, float* y,
+                             int64_t M, int64_t N, int64_t K, Epilogue epilogue,
+                             bool accumulate) = 0;
+  // dx[M,K] (= or += when accumulate_dx) dy·w;  dw[N,K] += dyᵀ·x;  db[N] += Σ_rows dy.
+  // dx, db may be null (not needed).
+  virtual void LinearBackward(const float* x, const float* w, const float* dy, float* dx,
+                              float* dw, float* db, int64_t M, int64_t N, int64_t K,
+                              bool accumulate_dx) = 0;
+
+  // LayerNorm over rows of C; saves mean and 1/std per row for backward.
+  virtual void LayerNormForward(const float* x, const float* w, const float* b, float* y,
+                                float* mean, float* rstd, int64_t M, int64_t C) = 0;
+  // dx += …, dw += …, db += ….
+  virtual void LayerNormBackward(const float* dy, const float* x, const float* w,
+                                 const float* mean, const float* rstd, float* dx, float* dw,
+                                 float* db, int64_t M, int64_t C) = 0;
+  // RMSNorm over rows of C (no bias); saves 1/rms per row.
+  virtual void RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64_t M,
+                              int64_t C) = 0;
+  // dx = … (written), dw += ….
+  virtual void RmsNormBackward(const float* dy, const float* x, const float* w,
+                               const float* rstd, float* dx, float* dw, int64_t M, int64_t C) = 0;
+
+  virtual void GeluForward(const float* u, float* h, int64_t n) = 0;
+  // du = dh · GELU'(u).
+  virtual void GeluBackward(const float* u, const float* dh, float* du, int64_t n) = 0;
+
+  // x[b,t] = wte[tok[b,t]] (+ wpe[t] when wpe is non-null).
+  virtual void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe,
+                                float* x, int B, int T, int C) = 0;
+  // dwte[tok] += dx; dwpe[t] += Σ_b dx (when dwpe is non-null).
+  virtual void EmbeddingBackward(const int32_t* tokens, const float* dx, float* dwte,
+                                 float* dwpe, int B, int T, int C) = 0;
+
+  // Rotates `heads` groups of `dims` columns of each row in place; a row's
+  // position is (row mod T) + pos0. inverse=true applies the transpose (backward).
+  virtual void Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int heads, int dims,
+                    float theta, bool inverse) = 0;
+
+  // Forward causal attention; y[B·T, H·D] (ld_y); probs[B,H,T,T] keeps the
+  // softmax for backward.
+  virtual void AttentionForward(const AttentionViews& in, float* y, int64_t ld_y,
+                                float* probs) = 0;
+  virtual void AttentionBackward(const AttentionViews& in, const float* probs, const float* dy,
+                                 int64_t ld_dy, const AttentionGrads& grads) = 0;
+
+  // Mean cross-entropy over M rows of V logits. Returns the sum of the row
+  // losses (in double). When dlogits is non-null writes
+  // (softmax − onehot)·grad_scale into it (may alias logits).
+  virtual double SoftmaxCrossEntropy(float* logits, const int32_t* targets, float* dlogits,
+                                     int64_t M, int64_t V, float grad_scale) = 0;
+
+  // y += x.
+  virtual void Add(const float* x, float* y, int64_t n) = 0;
+  virtual void Fill(float* x, float value, int64_t n) = 0;
+  virtual void Copy(const float* x, float* y, int64_t n) = 0;
+};
+
+}  // namespace mla

@@ -1,0 +1,66 @@
+#include "layers/transformer_block.h"
+
+namespace mla {
+namespace {
+void Grow(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+}
+}  // namespace
+
+TransformerBlock::TransformerBlock(Kernels* kernels, AttentionShape shape, int mlp_hidden,
+                                   BlockWeights weights)
+    : kernels_(kernels),
+      C_(shape.C),
+      hidden_(mlp_hidden),
+      weights_(weights),
+      attention_(kernels, shape, weights.attn) {}
+
+void TransformerBlock::Reserve(int B, int T, BlockScratch* s) {
+  const int64_t M = static_cast<int64_t>(B) * T;
+  for (auto* v : {&ln1_, &x_mid_, &ln2_}) Grow(*v, M * C_);
+  for (auto* v : {&ln1_mean_, &ln1_rstd_, &ln2_mean_, &ln2_rstd_}) Grow(*v, M);
+  Grow(fc_pre_, M * hidden_);
+  Grow(fc_act_, M * hidden_);
+  Grow(s->d_ln, M * C_);
+  Grow(s->d_fc, M * hidden_);
+  attention_.Reserve(B, T, &s->attn);
+}
+
+void TransformerBlock::Forward(const float* p, const float* x_in, float* x_out, int B, int T) {
+  Kernels& k = *kernels_;
+  const int64_t M = static_cast<int64_t>(B) * T;
+  const BlockWeights& w = weights_;
+  k.LayerNormForward(x_in, p + w.ln1_w, p + w.ln1_b, ln1_.data(), ln1_mean_.data(),
+                     ln1_rstd_.data(), M, C_);
+  k.Copy(x_in, x_mid_.data(), M * C_);
+  attention_.Forward(p, ln1_.data(), x_mid_.data(), B, T);
+  k.LayerNormForward(x_mid_.data(), p + w.ln2_w, p + w.ln2_b, ln2_.data(), ln2_mean_.data(),
+                     ln2_rstd_.data(), M, C_);
+  k.LinearForward(ln2_.data(), p + w.w_fc, p + w.b_fc, fc_pre_.data(), M, hidden_, C_,
+                  Epilogue::kBias, false);
+  k.GeluForward(fc_pre_.data(), fc_act_.data(), M * hidden_);
+  k.Copy(x_mid_.data(), x_out, M * C_);
+  k.LinearForward(fc_act_.data(), p + w.w_proj, p + w.b_proj, x_out, M, C_, hidden_,
+                  Epilogue::kBias, true);
+}
+
+void TransformerBlock::Backward(const float* p, float* g, const float* x_in, float* d_res, int B,
+                                int T, BlockScratch* s) {
+  Kernels& k = *kernels_;
+  const int64_t M = static_cast<int64_t>(B) * T;
+  const BlockWeights& w = weights_;
+  float* d_fc = s->d_fc.data();
+  float* d_ln = s->d_ln.data();
+  k.LinearBackward(fc_act_.data(), p + w.w_proj, d_res, d_fc, g + w.w_proj, g + w.b_proj, M, C_,
+                   hidden_, false);
+  k.GeluBackward(fc_pre_.data(), d_fc, d_fc, M * hidden_);
+  k.LinearBackward(ln2_.data(), p + w.w_fc, d_fc, d_ln, g + w.w_fc, g + w.b_fc, M, hidden_, C_,
+                   false);
+  k.LayerNormBackward(d_ln, x_mid_.data(), p + w.ln2_w, ln2_mean_.data(), ln2_rstd_.data(), d_res,
+                      g + w.ln2_w, g + w.ln2_b, M, C_);
+  attention_.Backward(p, g, ln1_.data(), d_res, d_ln, B, T, &s->attn);
+  k.LayerNormBackward(d_ln, x_in, p + w.ln1_w, ln1_mean_.data(), ln1_rstd_.data(), d_res,
+                      g + w.ln1_w, g + w.ln1_b, M, C_);
+}
+
+}  // namespace mla

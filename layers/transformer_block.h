@@ -1,0 +1,53 @@
+#pragma once
+// TransformerBlock: one pre-norm GPT block, forward and backward.
+//
+//   x_mid = x + Attention(LayerNorm(x; ln1))
+//   x_out = x_mid + MLP(LayerNorm(x_mid; ln2)),  MLP(z) = GELU(z·W_fcᵀ + b_fc)·W_projᵀ + b_proj
+//
+// Rows are tokens ([B·T, C]). The block keeps its last Forward's activations
+// (sized once by Reserve) for Backward. Weights are offsets into the parameter
+// buffer; gradients accumulate at the same offsets of the gradient buffer.
+#include <cstdint>
+#include <vector>
+
+#include "layers/attention.h"
+#include "layers/kernels.h"
+
+namespace mla {
+
+struct BlockWeights {
+  int64_t ln1_w = -1, ln1_b = -1, ln2_w = -1, ln2_b = -1;
+  int64_t w_fc = -1, b_fc = -1, w_proj = -1, b_proj = -1;
+  AttentionWeights attn;
+};
+
+// Gradient scratch shared by all blocks of a model.
+struct BlockScratch {
+  AttentionScratch attn;
+  std::vector<float> d_ln, d_fc;
+};
+
+class TransformerBlock {
+ public:
+  TransformerBlock(Kernels* kernels, AttentionShape shape, int mlp_hidden, BlockWeights weights);
+
+  void Reserve(int B, int T, BlockScratch* scratch);
+  // x_out = block(x_in); both [B·T, C].
+  void Forward(const float* params, const float* x_in, float* x_out, int B, int T);
+  // d_res holds dL/dx_out on entry and dL/dx_in on return.
+  void Backward(const float* params, float* grads, const float* x_in, float* d_res, int B, int T,
+                BlockScratch* scratch);
+
+  const AttentionLayer& attention() const { return attention_; }
+
+ private:
+  Kernels* kernels_;
+  int C_;
+  int hidden_;
+  BlockWeights weights_;
+  AttentionLayer attention_;
+  std::vector<float> ln1_, ln1_mean_, ln1_rstd_, x_mid_, ln2_, ln2_mean_, ln2_rstd_;
+  std::vector<float> fc_pre_, fc_act_;
+};
+
+}  // namespace mla

@@ -1,0 +1,76 @@
+#pragma once
+// GptModel: the GPT of docs/model.md assembled from layers/ on one Kernels
+// implementation. Owns one contiguous parameter buffer and one gradient buffer
+// (same layout: runtime/parameter_layout.h) and the activations of the last
+// forward pass, sized once by Reserve.
+//
+// Training use, per micro-batch:
+//   loss = model.Forward(inputs, targets, B, T, grad_scale);  // grad_scale > 0
+//   model.Backward(inputs, B, T);                              // grads +=
+// Evaluation: Forward(..., grad_scale = 0) keeps the logits readable.
+// Not thread safe; calls run on the kernels' device.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "layers/kernels.h"
+#include "layers/transformer_block.h"
+#include "runtime/model_config.h"
+#include "runtime/parameter_layout.h"
+
+namespace mla {
+
+class GptModel {
+ public:
+  // Validates the config; `kernels` must outlive the model.
+  static absl::StatusOr<std::unique_ptr<GptModel>> Create(const ModelConfig& config,
+                                                          Kernels* kernels);
+  GptModel(const GptModel&) = delete;
+  GptModel& operator=(const GptModel&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const ParameterLayout& layout() const { return layout_; }
+  int64_t num_params() const { return layout_.total; }
+  float* params() { return params_.data(); }
+  const float* params() const { return params_.data(); }
+  float* grads() { return grads_.data(); }
+  const float* grads() const { return grads_.data(); }
+
+  // GPT-2 initialisation (docs/model.md), a deterministic function of seed.
+  void InitParameters(uint64_t seed);
+  void ZeroGrads();
+
+  // Sizes activations for up to B sequences of up to T tokens (T ≤ context).
+  void Reserve(int B, int T);
+
+  // Runs the model on inputs [B, T]. With targets, returns the mean
+  // cross-entropy; with grad_scale > 0 the logits are replaced by
+  // dLoss_sum/dlogits · grad_scale, ready for Backward (use 1/(B·T·accum)).
+  double Forward(const int32_t* inputs, const int32_t* targets, int B, int T,
+                 float grad_scale = 0.0f);
+  // Accumulates parameter gradients of the last Forward (which had grad_scale > 0).
+  void Backward(const int32_t* inputs, int B, int T);
+
+  // Logits [B·T, V] of the last Forward without gradient.
+  const float* logits() const { return logits_.data(); }
+
+  // Each block's view, for the decoder and tests.
+  const std::vector<TransformerBlock>& blocks() const { return blocks_; }
+
+ private:
+  GptModel(const ModelConfig& config, Kernels* kernels);
+
+  ModelConfig config_;
+  Kernels* kernels_;
+  ParameterLayout layout_;
+  std::vector<float> params_, grads_;
+  std::vector<TransformerBlock> blocks_;
+  BlockScratch scratch_;
+  int64_t wte_ = -1, wpe_ = -1, lnf_w_ = -1, lnf_b_ = -1, head_ = -1;
+  int reserved_rows_ = 0, reserved_B_ = 0, reserved_T_ = 0;
+  std::vector<std::vector<float>> residual_;  // L+1 buffers [M, C]
+  std::vector<float> lnf_, lnf_mean_, lnf_rstd_, logits_, d_lnf_, d_res_;
+};
+
+}  // namespace mla
