@@ -51,13 +51,30 @@ void CpuKernels::LinearBackward(const float* x, const float* w, const float* dy,
     s.accumulate = accumulate_dx;
     matmul_.Run(s, dy, w, nullptr, dx);
   }
-  if (dw != nullptr) {  // dw[N,K] += dyᵀ[N,M]·x[M,K]
+  if (dw != nullptr && N <= K) {  // dw[N,K] += dyᵀ[N,M]·x[M,K]
     MatmulShape s;
     s.M = N; s.N = K; s.K = M;
     s.lda = N; s.ldb = K; s.ldc = K;
     s.trans_a = true;
     s.accumulate = true;
     matmul_.Run(s, dy, x, nullptr, dw);
+  } else if (dw != nullptr) {
+    // oneDNN's gemm is much faster when the output is wide, so for tall
+    // weights compute dwᵀ[K,N] = xᵀ·dy into scratch and add it transposed.
+    MatmulShape s;
+    s.M = K; s.N = N; s.K = M;
+    s.lda = K; s.ldb = N; s.ldc = N;
+    s.trans_a = true;
+    float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(K) * N);
+    matmul_.Run(s, x, dy, nullptr, dwt);
+    constexpr int64_t kTile = 32;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n0 = 0; n0 < N; n0 += kTile) {
+      for (int64_t k0 = 0; k0 < K; k0 += kTile) {
+        for (int64_t n = n0; n < std::min(N, n0 + kTile); ++n)
+          for (int64_t k = k0; k < std::min(K, k0 + kTile); ++k) dw[n * K + k] += dwt[k * N + n];
+      }
+    }
   }
   if (db != nullptr) {
     const int nt = omp_get_max_threads();
@@ -297,7 +314,7 @@ void CpuKernels::AttentionForward(const AttentionViews& in, float* y, int64_t ld
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
         for (int s = 0; s <= t; ++s) {
-          row[s] = expf(row[s] - mx);
+          row[s] = math::Exp(row[s] - mx);
           sum += row[s];
         }
         const float inv = 1.0f / sum;
@@ -379,7 +396,7 @@ double CpuKernels::SoftmaxCrossEntropy(float* logits, const int32_t* targets, fl
     for (int64_t j = 1; j < V; ++j) mx = std::max(mx, row[j]);
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < V; ++j) sum += expf(row[j] - mx);
+    for (int64_t j = 0; j < V; ++j) sum += math::Exp(row[j] - mx);
     const float lse = mx + std::log(sum);
     const int32_t target = targets[i];
     total += static_cast<double>(lse - row[target]);
@@ -387,7 +404,7 @@ double CpuKernels::SoftmaxCrossEntropy(float* logits, const int32_t* targets, fl
       float* d = dlogits + i * V;
       const float inv = 1.0f / sum;
 #pragma omp simd
-      for (int64_t j = 0; j < V; ++j) d[j] = expf(row[j] - mx) * inv * grad_scale;
+      for (int64_t j = 0; j < V; ++j) d[j] = math::Exp(row[j] - mx) * inv * grad_scale;
       d[target] -= grad_scale;
     }
   }

@@ -67,6 +67,7 @@ class CpuKernels final : public Kernels {
   std::map<std::pair<int, float>, std::pair<std::vector<float>, std::vector<float>>> rope_tables_;
   std::vector<float> thread_scratch_;  // per-thread partial sums / T×T tiles
   std::vector<float> rope_grad_scratch_;
+  std::vector<float> transpose_scratch_;  // dwᵀ of tall weights
 };
 
 }  // namespace mla

@@ -1,0 +1,107 @@
+#pragma once
+// ProfilingKernels: a Kernels decorator that forwards every call to another
+// implementation and accumulates wall time and call counts per kernel, for
+// `mla-bench --profile`. Timing is host wall time around each call, so it is
+// exact for the synchronous CPU kernels. Not thread safe.
+#include <chrono>
+#include <map>
+#include <string>
+
+#include "layers/kernels.h"
+
+namespace mla {
+
+class ProfilingKernels final : public Kernels {
+ public:
+  explicit ProfilingKernels(Kernels* inner) : inner_(inner) {}
+
+  struct Entry {
+    double seconds = 0;
+    long calls = 0;
+  };
+  const std::map<std::string, Entry>& entries() const { return entries_; }
+  void Reset() { entries_.clear(); }
+
+  void LinearForward(const float* x, const float* w, const float* bias, float* y, int64_t M,
+                     int64_t N, int64_t K, Epilogue e, bool acc) override {
+    Time("LinearForward", [&] { inner_->LinearForward(x, w, bias, y, M, N, K, e, acc); });
+  }
+  void LinearBackward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                      float* db, int64_t M, int64_t N, int64_t K, bool acc) override {
+    Time("LinearBackward", [&] { inner_->LinearBackward(x, w, dy, dx, dw, db, M, N, K, acc); });
+  }
+  void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean,
+                        float* rstd, int64_t M, int64_t C) override {
+    Time("LayerNormForward", [&] { inner_->LayerNormForward(x, w, b, y, mean, rstd, M, C); });
+  }
+  void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
+                         const float* rstd, float* dx, float* dw, float* db, int64_t M,
+                         int64_t C) override {
+    Time("LayerNormBackward",
+         [&] { inner_->LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db, M, C); });
+  }
+  void RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64_t M,
+                      int64_t C) override {
+    Time("RmsNormForward", [&] { inner_->RmsNormForward(x, w, y, rstd, M, C); });
+  }
+  void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rstd,
+                       float* dx, float* dw, int64_t M, int64_t C) override {
+    Time("RmsNormBackward", [&] { inner_->RmsNormBackward(dy, x, w, rstd, dx, dw, M, C); });
+  }
+  void GeluForward(const float* u, float* h, int64_t n) override {
+    Time("GeluForward", [&] { inner_->GeluForward(u, h, n); });
+  }
+  void GeluBackward(const float* u, const float* dh, float* du, int64_t n) override {
+    Time("GeluBackward", [&] { inner_->GeluBackward(u, dh, du, n); });
+  }
+  void EmbeddingForward(const int32_t* t, const float* wte, const float* wpe, float* x, int B,
+                        int T, int C) override {
+    Time("EmbeddingForward", [&] { inner_->EmbeddingForward(t, wte, wpe, x, B, T, C); });
+  }
+  void EmbeddingBackward(const int32_t* t, const float* dx, float* dwte, float* dwpe, int B,
+                         int T, int C) override {
+    Time("EmbeddingBackward", [&] { inner_->EmbeddingBackward(t, dx, dwte, dwpe, B, T, C); });
+  }
+  void Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int heads, int dims, float theta,
+            bool inverse) override {
+    Time("Rope", [&] { inner_->Rope(x, ld, rows, T, pos0, heads, dims, theta, inverse); });
+  }
+  void AttentionForward(const AttentionViews& in, float* y, int64_t ld_y, float* probs) override {
+    Time("AttentionForward", [&] { inner_->AttentionForward(in, y, ld_y, probs); });
+  }
+  void AttentionBackward(const AttentionViews& in, const float* probs, const float* dy,
+                         int64_t ld_dy, const AttentionGrads& g) override {
+    Time("AttentionBackward", [&] { inner_->AttentionBackward(in, probs, dy, ld_dy, g); });
+  }
+  double SoftmaxCrossEntropy(float* logits, const int32_t* targets, float* dlogits, int64_t M,
+                             int64_t V, float scale) override {
+    double r = 0;
+    Time("SoftmaxCrossEntropy",
+         [&] { r = inner_->SoftmaxCrossEntropy(logits, targets, dlogits, M, V, scale); });
+    return r;
+  }
+  void Add(const float* x, float* y, int64_t n) override {
+    Time("Add", [&] { inner_->Add(x, y, n); });
+  }
+  void Fill(float* x, float v, int64_t n) override {
+    Time("Fill", [&] { inner_->Fill(x, v, n); });
+  }
+  void Copy(const float* x, float* y, int64_t n) override {
+    Time("Copy", [&] { inner_->Copy(x, y, n); });
+  }
+
+ private:
+  template <typename F>
+  void Time(const char* name, F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    Entry& e = entries_[name];
+    e.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++e.calls;
+  }
+
+  Kernels* inner_;
+  std::map<std::string, Entry> entries_;
+};
+
+}  // namespace mla
