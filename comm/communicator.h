@@ -43,8 +43,9 @@ inline constexpr int64_t kShardAlignment = 16;
 // The shard of a `total`-element buffer owned by `rank` of `size`: contiguous,
 // in rank order, covering [0, total) exactly; the buffer is cut into blocks of
 // kShardAlignment elements and the first (blocks % size) ranks get one extra
-// block, so shards differ by at most one block (trailing shards may be empty
-// when total is small).
+// block, so shards' block counts differ by at most one; only the shard that
+// ends the buffer may hold a partial block (trailing shards may be empty when
+// total is small).
 ElementRange ShardRange(int64_t total, int rank, int size);
 
 class Communicator;
