@@ -44,5 +44,7 @@ int main(int argc, char** argv) {
   const int local = RUN_ALL_TESTS();
   int any = local;
   MPI_Allreduce(&local, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (rank == 0 && local == 0 && any != 0)
+    std::fprintf(stderr, "FAILED on another rank (its failures are printed above)\n");
   return any;
 }
