@@ -168,9 +168,6 @@ absl::Status CheckpointReader::Load() {
     const std::string where(FlatBufferGroup(which));
     absl::StatusOr<std::vector<std::string>> moment_names = LinkNames(group, kMaxTensors);
     if (!moment_names.ok()) return Prefixed(where, moment_names.status());
-    if (moment_names->size() != names->size())
-      return absl::DataLossError(absl::StrCat(where, " holds ", moment_names->size(), " tensors but /model holds ",
-                                              names->size()));
     for (const TensorSpec& t : layout_) {
       std::vector<int64_t> dims;
       MLA_ASSIGN_OR_RETURN(Hid dset, OpenArray(group, where, t.name, H5T_FLOAT, 4, kMaxTensorElements,
@@ -179,6 +176,9 @@ absl::Status CheckpointReader::Load() {
         return absl::DataLossError(absl::StrCat(where, "/", t.name, " has shape ", ShapeString(dims),
                                                 " but /model/", t.name, " has ", ShapeString(t.shape)));
     }
+    if (moment_names->size() != names->size())
+      return absl::DataLossError(absl::StrCat(where, " holds ", moment_names->size(), " tensors but /model holds ",
+                                              names->size()));
   }
 
   MLA_ASSIGN_OR_RETURN(Hid state, OpenGroup(root, kStateGroup));

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -84,6 +85,17 @@ TEST_F(RoundTripTest, EveryPartOfTheStateReadsBackExactly) {
     ASSERT_TRUE(r->ReadRange(which, 0, absl::MakeSpan(got)).ok());
     EXPECT_EQ(got, *expect);
   }
+}
+
+TEST_F(RoundTripTest, H5pyReadsTheCheckpointWithoutMlatrain) {
+  const std::string path = Save(120);
+  const char* python = std::getenv("MLA_PYTHON");
+  const char* source = std::getenv("MLA_SOURCE_DIR");
+  ASSERT_NE(python, nullptr) << "MLA_PYTHON is not set (run through ctest)";
+  ASSERT_NE(source, nullptr) << "MLA_SOURCE_DIR is not set (run through ctest)";
+  const std::string command =
+      std::string(python) + " " + source + "/tests/checkpoint/check_with_h5py.py " + path;
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
 }
 
 TEST_F(RoundTripTest, AnyRangeOfTheFlatBufferReadsBack) {
