@@ -235,7 +235,7 @@ absl::StatusOr<std::vector<std::string>> AttrNames(hid_t obj, int64_t max_count)
   if (static_cast<int64_t>(info.num_attrs) > max_count)
     return absl::DataLossError(
         absl::StrCat(info.num_attrs, " attributes where at most ", max_count, " are allowed"));
-  // Creation order when tracked (the writer tracks it), else name order.
+  // Creation order when tracked (files from other writers may), else name order.
   H5_index_t index = H5_INDEX_CRT_ORDER;
   if (info.num_attrs > 0 &&
       H5Aget_name_by_idx(obj, ".", index, H5_ITER_INC, 0, nullptr, 0, H5P_DEFAULT) < 0)

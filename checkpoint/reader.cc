@@ -157,10 +157,15 @@ absl::Status CheckpointReader::Load() {
   }
   std::sort(layout_.begin(), layout_.end(),
             [](const TensorSpec& a, const TensorSpec& b) { return a.offset < b.offset; });
-  for (const TensorSpec& t : layout_) {
-    if (t.offset != total_)
-      return absl::DataLossError(absl::StrCat("/model/", t.name, " has offset ", t.offset, " but ", total_,
-                                              " is where the previous tensor ends"));
+  for (size_t i = 0; i < layout_.size(); ++i) {
+    const TensorSpec& t = layout_[i];
+    const std::string before = i == 0 ? "the start" : layout_[i - 1].name;
+    if (t.offset > total_)
+      return absl::DataLossError(absl::StrCat("/model is missing a tensor: elements [", total_, ", ", t.offset,
+                                              ") between ", before, " and ", t.name, " are not covered"));
+    if (t.offset < total_)
+      return absl::DataLossError(absl::StrCat("/model/", t.name, " at offset ", t.offset, " overlaps ", before,
+                                              ", which ends at ", total_));
     total_ += t.numel();
   }
   for (FlatBuffer which : {FlatBuffer::kAdamM, FlatBuffer::kAdamV}) {

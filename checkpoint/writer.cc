@@ -206,13 +206,12 @@ class FileWriter {
 
   hid_t file() const { return file_.get(); }
 
-  // A group tracking creation order, so h5py lists tensors in layout order.
+  // A group tracking link creation order, so h5py lists tensors in layout
+  // order. Attributes are listed by name.
   absl::StatusOr<Hid> MakeGroup(const std::string& path) {
     MLA_ASSIGN_OR_RETURN(Hid gcpl, Checked(H5Pcreate(H5P_GROUP_CREATE), "creating gcpl"));
     MLA_RETURN_IF_ERROR(Checked(
         H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), "gcpl"));
-    MLA_RETURN_IF_ERROR(Checked(
-        H5Pset_attr_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), "gcpl"));
     return Checked(H5Gcreate2(file_.get(), path.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT),
                    absl::StrCat("creating group ", path));
   }

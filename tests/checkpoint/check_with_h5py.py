@@ -30,8 +30,8 @@ def main(path):
         expect("config tied_embeddings", bool(cfg["tied_embeddings"]), True)
         expect("config latent_norm", bool(cfg["latent_norm"]), False)
         expect("config lr", float(cfg["lr"]), 6e-4)
-        expect("config order", list(cfg.keys()),
-               ["d_model", "attention", "tied_embeddings", "latent_norm", "lr", "rope_theta"])
+        expect("config keys", sorted(cfg.keys()),
+               ["attention", "d_model", "latent_norm", "lr", "rope_theta", "tied_embeddings"])
         expect("tensor order", list(f["model"].keys()),
                ["wte.weight", "blocks.0.ln1.weight", "blocks.0.attn.w_dkv", "blocks.0.attn.b_o",
                 "blocks.0.mlp.w_fc", "ln_f.bias"])

@@ -61,9 +61,10 @@ TEST_F(RoundTripTest, EveryPartOfTheStateReadsBackExactly) {
   EXPECT_FALSE(r->header().created_utc.empty());
   EXPECT_FALSE(r->header().git_revision.empty());
   ASSERT_EQ(r->config().size(), want.config.size());
-  for (size_t i = 0; i < want.config.size(); ++i) {
-    EXPECT_EQ(r->config()[i].key, want.config[i].key);
-    EXPECT_EQ(r->config()[i].value, want.config[i].value) << want.config[i].key;
+  for (const ConfigEntry& e : want.config) {
+    const ConfigValue* got = r->FindConfig(e.key);
+    ASSERT_NE(got, nullptr) << e.key;
+    EXPECT_EQ(*got, e.value) << e.key;
   }
   EXPECT_EQ(r->adamw().step, 120);
   EXPECT_EQ(r->adamw().beta1, 0.9);
