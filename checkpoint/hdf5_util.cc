@@ -273,46 +273,54 @@ absl::StatusOr<std::vector<int64_t>> DatasetDims(hid_t dset, int max_rank) {
   return std::vector<int64_t>(dims, dims + rank);
 }
 
-absl::StatusOr<Hid> FlatRangeSelection(hid_t dset, const std::vector<int64_t>& shape, int64_t lo,
-                                       int64_t hi) {
-  MLA_ASSIGN_OR_RETURN(Hid space, Checked(H5Dget_space(dset), "reading a dataspace"));
-  if (lo >= hi) {
-    MLA_RETURN_IF_ERROR(Checked(H5Sselect_none(space.get()), "selecting nothing"));
-    return space;
+std::array<Rect, 3> SplitFlatRange(const std::vector<int64_t>& shape, int64_t lo, int64_t hi) {
+  std::array<Rect, 3> slots;
+  if (lo >= hi) return slots;
+  if (shape.size() == 1) {
+    slots[1] = {0, lo, 1, hi - lo, lo};
+    return slots;
   }
-  // Rank 1 is one row of `shape[0]` columns in a 1-D dataspace.
-  const bool one_d = shape.size() == 1;
-  const int64_t cols = one_d ? shape[0] : shape[1];
-  bool first = true;
-  auto add = [&](int64_t row, int64_t col, int64_t nrows, int64_t ncols) -> absl::Status {
-    hsize_t start[2], count[2];
-    if (one_d) {
-      start[0] = static_cast<hsize_t>(col);
-      count[0] = static_cast<hsize_t>(ncols);
-    } else {
-      start[0] = static_cast<hsize_t>(row);
-      start[1] = static_cast<hsize_t>(col);
-      count[0] = static_cast<hsize_t>(nrows);
-      count[1] = static_cast<hsize_t>(ncols);
-    }
-    const H5S_seloper_t op = first ? H5S_SELECT_SET : H5S_SELECT_OR;
-    first = false;
-    return Checked(H5Sselect_hyperslab(space.get(), op, start, nullptr, count, nullptr),
-                   "selecting a hyperslab");
-  };
-  int64_t r0 = lo / cols, c0 = lo % cols;
-  const int64_t r1 = hi / cols, c1 = hi % cols;  // hi is exclusive
+  const int64_t cols = shape[1];
+  int64_t r0 = lo / cols;
+  const int64_t c0 = lo % cols, r1 = hi / cols, c1 = hi % cols;  // hi is exclusive
   if (r0 == r1) {
-    MLA_RETURN_IF_ERROR(add(r0, c0, 1, c1 - c0));
-    return space;
+    slots[0] = {r0, c0, 1, c1 - c0, lo};
+    return slots;
   }
   if (c0 > 0) {
-    MLA_RETURN_IF_ERROR(add(r0, c0, 1, cols - c0));
+    slots[0] = {r0, c0, 1, cols - c0, lo};
     ++r0;
   }
-  if (r1 > r0) MLA_RETURN_IF_ERROR(add(r0, 0, r1 - r0, cols));
-  if (c1 > 0) MLA_RETURN_IF_ERROR(add(r1, 0, 1, c1));
-  return space;
+  if (r1 > r0) slots[1] = {r0, 0, r1 - r0, cols, r0 * cols};
+  if (c1 > 0) slots[2] = {r1, 0, 1, c1, r1 * cols};
+  return slots;
+}
+
+absl::Status RectSpaces(hid_t dset, const std::vector<int64_t>& shape, const Rect& rect, Hid* file_space,
+                        Hid* mem_space) {
+  MLA_ASSIGN_OR_RETURN(*file_space, Checked(H5Dget_space(dset), "reading a dataspace"));
+  if (rect.size() == 0) {
+    const hsize_t one = 1;
+    MLA_ASSIGN_OR_RETURN(*mem_space, Checked(H5Screate_simple(1, &one, nullptr), "creating a dataspace"));
+    MLA_RETURN_IF_ERROR(Checked(H5Sselect_none(mem_space->get()), "selecting nothing"));
+    return Checked(H5Sselect_none(file_space->get()), "selecting nothing");
+  }
+  const bool one_d = shape.size() == 1;
+  const int rank = one_d ? 1 : 2;
+  hsize_t start[2], count[2];
+  if (one_d) {
+    start[0] = static_cast<hsize_t>(rect.col);
+    count[0] = static_cast<hsize_t>(rect.ncols);
+  } else {
+    start[0] = static_cast<hsize_t>(rect.row);
+    start[1] = static_cast<hsize_t>(rect.col);
+    count[0] = static_cast<hsize_t>(rect.nrows);
+    count[1] = static_cast<hsize_t>(rect.ncols);
+  }
+  MLA_RETURN_IF_ERROR(Checked(H5Sselect_hyperslab(file_space->get(), H5S_SELECT_SET, start, nullptr, count, nullptr),
+                              "selecting a hyperslab"));
+  MLA_ASSIGN_OR_RETURN(*mem_space, Checked(H5Screate_simple(rank, count, nullptr), "creating a dataspace"));
+  return absl::OkStatus();
 }
 
 }  // namespace mla::ckpt

@@ -5,6 +5,7 @@
 // call returns a status carrying HDF5's own innermost message.
 #include <hdf5.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -77,10 +78,23 @@ absl::StatusOr<std::vector<std::string>> LinkNames(hid_t group, int64_t max_coun
 // Dimensions of a dataset's dataspace; fails for rank > max_rank.
 absl::StatusOr<std::vector<int64_t>> DatasetDims(hid_t dset, int max_rank);
 
-// A float32 tensor dataset stored as rank 1 or 2; reading or writing the flat
-// range [lo, hi) of its row-major elements selects at most three rectangles
-// (partial first row, whole rows, partial last row) in the file dataspace.
-absl::StatusOr<Hid> FlatRangeSelection(hid_t dset, const std::vector<int64_t>& shape,
-                                       int64_t lo, int64_t hi);
+// The flat range [lo, hi) of a row-major rank-1 or rank-2 tensor as at most
+// three rectangles, each contiguous in the flat order: slot 0 the partial
+// first row, slot 1 the whole rows, slot 2 the partial last row (a rank-1
+// tensor only ever uses slot 1). Absent slots are empty. Each rectangle is
+// transferred with a memory space of its own shape: HDF5 1.10 maps a 1-D
+// memory space onto a 2-D file selection element by element, which is an
+// order of magnitude slower.
+struct Rect {
+  int64_t row = 0, col = 0, nrows = 0, ncols = 0;
+  int64_t flat_lo = 0;  // index of its first element in the tensor
+  int64_t size() const { return nrows * ncols; }
+};
+std::array<Rect, 3> SplitFlatRange(const std::vector<int64_t>& shape, int64_t lo, int64_t hi);
+
+// File space of `dset` selecting `rect` (nothing when empty), and the
+// matching memory space (a 1-element space selecting nothing when empty).
+absl::Status RectSpaces(hid_t dset, const std::vector<int64_t>& shape, const Rect& rect, Hid* file_space,
+                        Hid* mem_space);
 
 }  // namespace mla::ckpt

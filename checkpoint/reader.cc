@@ -248,15 +248,17 @@ absl::Status CheckpointReader::ReadRange(FlatBuffer which, int64_t lo, absl::Spa
     const std::string full = absl::StrCat(FlatBufferGroup(which), "/", t.name);
     absl::StatusOr<Hid> dset = Checked(H5Dopen2(group, t.name.c_str(), H5P_DEFAULT), absl::StrCat("opening ", full));
     if (!dset.ok()) return Error(dset.status());
-    absl::StatusOr<Hid> fspace = FlatRangeSelection(dset->get(), t.shape, a - t.offset, b - t.offset);
-    if (!fspace.ok()) return Error(fspace.status());
-    const hsize_t count = static_cast<hsize_t>(b - a);
-    absl::StatusOr<Hid> mspace = Checked(H5Screate_simple(1, &count, nullptr), "mem space");
-    if (!mspace.ok()) return Error(mspace.status());
-    if (H5Dread(dset->get(), H5T_NATIVE_FLOAT, mspace->get(), fspace->get(), H5P_DEFAULT,
-                out.data() + (a - lo)) < 0)
-      return Error(Hdf5Error(absl::StrCat("reading ", full, " elements [", a - t.offset, ", ", b - t.offset,
-                                          ") failed (corrupt chunk or checksum mismatch)")));
+    for (const Rect& rect : SplitFlatRange(t.shape, a - t.offset, b - t.offset)) {
+      if (rect.size() == 0) continue;
+      Hid fspace, mspace;
+      absl::Status st = RectSpaces(dset->get(), t.shape, rect, &fspace, &mspace);
+      if (!st.ok()) return Error(st);
+      if (H5Dread(dset->get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), H5P_DEFAULT,
+                  out.data() + (t.offset + rect.flat_lo - lo)) < 0)
+        return Error(Hdf5Error(absl::StrCat("reading ", full, " elements [", rect.flat_lo, ", ",
+                                            rect.flat_lo + rect.size(),
+                                            ") failed (corrupt chunk or checksum mismatch)")));
+    }
   }
   return absl::OkStatus();
 }

@@ -223,16 +223,21 @@ class FileWriter {
                          int64_t hi, const void* data, const ConfigValue* offset_attr) {
     MLA_ASSIGN_OR_RETURN(Hid dset, CreateDataset(group, name, file_type, dims, elem_bytes));
     if (offset_attr != nullptr) MLA_RETURN_IF_ERROR(WriteAttr(dset.get(), kOffsetAttr, *offset_attr));
-    MLA_ASSIGN_OR_RETURN(Hid fspace, FlatRangeSelection(dset.get(), dims, lo, hi));
-    const hsize_t count = static_cast<hsize_t>(std::max<int64_t>(hi - lo, 1));
-    MLA_ASSIGN_OR_RETURN(Hid mspace, Checked(H5Screate_simple(1, &count, nullptr), "mem space"));
+    // Every rank makes the same calls (one per rectangle slot), with an empty
+    // selection where it has nothing: the transfers are collective.
+    const std::array<Rect, 3> rects = SplitFlatRange(dims, lo, hi);
     static const int64_t kDummy = 0;  // a valid pointer for an empty selection
-    if (hi <= lo) {
-      MLA_RETURN_IF_ERROR(Checked(H5Sselect_none(mspace.get()), "selecting nothing"));
-      data = &kDummy;
+    for (int slot = 0; slot < 3; ++slot) {
+      if (dims.size() == 1 && slot != 1) continue;
+      const Rect& rect = rects[slot];
+      Hid fspace, mspace;
+      MLA_RETURN_IF_ERROR(RectSpaces(dset.get(), dims, rect, &fspace, &mspace));
+      const void* src = rect.size() > 0
+                            ? static_cast<const char*>(data) + (rect.flat_lo - lo) * elem_bytes
+                            : static_cast<const void*>(&kDummy);
+      MLA_RETURN_IF_ERROR(Checked(H5Dwrite(dset.get(), mem_type, mspace.get(), fspace.get(), dxpl_.get(), src),
+                                  absl::StrCat("writing dataset ", name)));
     }
-    MLA_RETURN_IF_ERROR(Checked(H5Dwrite(dset.get(), mem_type, mspace.get(), fspace.get(), dxpl_.get(), data),
-                                absl::StrCat("writing dataset ", name)));
     return dset.Close();
   }
 
