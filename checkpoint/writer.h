@@ -1,0 +1,61 @@
+#pragma once
+// Saving a checkpoint: every rank of an MPI communicator writes its own slices
+// of the flat parameter, AdamW m and AdamW v buffers into ONE HDF5 file with
+// collective parallel HDF5 I/O, then rank 0 commits it atomically
+// (`<dir>/ckpt-<step>.h5.tmp` → fsync on every rank → rename → fsync dir →
+// `latest` pointer → retention). Nothing is gathered on one rank.
+//
+// Collective: every rank of `comm` must call SaveCheckpoint with the same
+// metadata, layout, state arrays and tokenizer bytes (checked by hashing) and
+// slices whose ranges tile [0, total) of each buffer. Any failure on any rank
+// (a bad argument, an HDF5 or file-system error) is agreed after each phase and
+// returned on every rank, so no rank hangs waiting for another. Not
+// thread-safe; call from one thread per rank. The buffers are only read.
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "checkpoint/format.h"
+
+namespace mla::ckpt {
+
+// Elements [lo, lo + values.size()) of a flat buffer, held by this rank.
+struct FlatSlice {
+  int64_t lo = 0;
+  absl::Span<const float> values;
+  FlatRange range() const { return {lo, lo + static_cast<int64_t>(values.size())}; }
+};
+
+// Everything one checkpoint holds. `layout` is the parameter buffer's layout
+// (same order as runtime's ParameterLayout; offsets contiguous from 0); the m
+// and v buffers share it. Without ZeRO a rank typically passes
+// EvenShard(total, rank, world) of each buffer; under ZeRO-1 its own shard.
+struct CheckpointState {
+  CheckpointHeader header;  // world_size and the provenance fields are filled by the writer
+  std::vector<ConfigEntry> config;
+  std::vector<TensorSpec> layout;
+  FlatSlice params;
+  FlatSlice adam_m;
+  FlatSlice adam_v;
+  AdamWScalars adamw;
+  std::vector<StateArray> state;  // e.g. "schedule", "rng", "data_loader"
+  std::string tokenizer_model;    // sentencepiece model bytes
+};
+
+struct SaveOptions {
+  std::string dir;          // created when missing
+  int keep_last = 3;        // retention: the newest K checkpoints (>= 1) ...
+  int keep_every = 0;       // ... plus every step divisible by M (0 = none)
+  int64_t chunk_bytes = int64_t{1} << 20;  // target HDF5 chunk size (each has a fletcher32 sum)
+};
+
+// Writes and commits `state`; returns the committed path `<dir>/ckpt-<step>.h5`
+// on every rank.
+absl::StatusOr<std::string> SaveCheckpoint(MPI_Comm comm, const CheckpointState& state,
+                                           const SaveOptions& options);
+
+}  // namespace mla::ckpt

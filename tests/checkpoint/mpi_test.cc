@@ -1,0 +1,145 @@
+// Two ranks: a checkpoint written collectively with unequal ZeRO-1 ranges (cut
+// mid-row, across tensors) reads back exactly at world size 1, and one written
+// at world size 1 reads back exactly as unequal shards; an error on one rank
+// fails the save on every rank instead of hanging.
+#include <filesystem>
+
+#include "checkpoint/reader.h"
+#include "checkpoint/writer.h"
+#include "gtest/gtest.h"
+#include "tests/checkpoint/test_state.h"
+
+namespace mla::ckpt {
+namespace {
+
+using testing::Buffers;
+using testing::MakeState;
+using testing::SetSlices;
+using testing::SmallLayout;
+using testing::Total;
+
+int Rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+// Unequal shards: rank 0 ends inside row 3 of blocks.0.attn.w_dkv.
+FlatRange UnequalShard(int64_t total, int rank) {
+  const int64_t cut = 888 + 24 + 3 * 24 + 7;
+  return rank == 0 ? FlatRange{0, cut} : FlatRange{cut, total};
+}
+
+class TwoRankTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int world = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    ASSERT_EQ(world, 2) << "run under mpirun -np 2";
+    dir_ = testing::SharedTempDir(MPI_COMM_WORLD);
+  }
+  void TearDown() override {
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (Rank() == 0) std::filesystem::remove_all(dir_);
+  }
+  std::string dir_;
+};
+
+void ExpectWholeBuffersExact(const CheckpointReader& r, const Buffers& b) {
+  for (auto [which, expect] : {std::pair{FlatBuffer::kParams, &b.params}, std::pair{FlatBuffer::kAdamM, &b.m},
+                               std::pair{FlatBuffer::kAdamV, &b.v}}) {
+    std::vector<float> got(expect->size());
+    ASSERT_TRUE(r.ReadRange(which, 0, absl::MakeSpan(got)).ok());
+    EXPECT_EQ(got, *expect) << FlatBufferGroup(which);
+  }
+}
+
+TEST_F(TwoRankTest, UnequalZeroShardsFromTwoRanksReadBackAtWorldSizeOne) {
+  const auto layout = SmallLayout();
+  const int64_t total = Total(layout);
+  const Buffers b(total);
+  CheckpointState s = MakeState(layout, 7);
+  SetSlices(s, b, EvenShard(total, Rank(), 2), UnequalShard(total, Rank()));
+  SaveOptions o;
+  o.dir = dir_;
+  o.chunk_bytes = 4096;
+  absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
+  ASSERT_TRUE(path.ok()) << path.status();
+  // Every rank reads the whole file alone, as a one-rank job would.
+  absl::StatusOr<CheckpointReader> r = CheckpointReader::Open(*path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->header().world_size, 2);
+  ExpectWholeBuffersExact(*r, b);
+}
+
+TEST_F(TwoRankTest, WrittenAtWorldSizeOneReadsBackAsUnequalShards) {
+  const auto layout = SmallLayout();
+  const int64_t total = Total(layout);
+  const Buffers b(total);
+  std::string path = dir_ + "/ckpt-9.h5";
+  if (Rank() == 0) {
+    CheckpointState s = MakeState(layout, 9);
+    SetSlices(s, b, {0, total}, {0, total});
+    SaveOptions o;
+    o.dir = dir_;
+    o.chunk_bytes = 4096;
+    absl::StatusOr<std::string> saved = SaveCheckpoint(MPI_COMM_SELF, s, o);
+    EXPECT_TRUE(saved.ok()) << saved.status();
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  absl::StatusOr<CheckpointReader> r = CheckpointReader::Open(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->header().world_size, 1);
+  const FlatRange mine = UnequalShard(total, Rank());
+  std::vector<float> m(mine.size()), v(mine.size());
+  ASSERT_TRUE(r->ReadRange(FlatBuffer::kAdamM, mine.lo, absl::MakeSpan(m)).ok());
+  ASSERT_TRUE(r->ReadRange(FlatBuffer::kAdamV, mine.lo, absl::MakeSpan(v)).ok());
+  EXPECT_EQ(m, std::vector<float>(b.m.begin() + mine.lo, b.m.begin() + mine.hi));
+  EXPECT_EQ(v, std::vector<float>(b.v.begin() + mine.lo, b.v.begin() + mine.hi));
+}
+
+TEST_F(TwoRankTest, ABadSliceOnOneRankFailsTheSaveOnEveryRank) {
+  const auto layout = SmallLayout();
+  const int64_t total = Total(layout);
+  const Buffers b(total);
+  CheckpointState s = MakeState(layout, 3);
+  SetSlices(s, b, EvenShard(total, Rank(), 2), EvenShard(total, Rank(), 2));
+  if (Rank() == 1) s.adam_v.lo = total;  // outside the buffer on rank 1 only
+  SaveOptions o;
+  o.dir = dir_;
+  absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
+  ASSERT_FALSE(path.ok());
+  EXPECT_NE(path.status().message().find("rank 1"), std::string::npos) << path.status();
+  EXPECT_NE(path.status().message().find("outside the buffer"), std::string::npos) << path.status();
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/ckpt-3.h5"));
+}
+
+TEST_F(TwoRankTest, OverlappingSlicesFailTheSaveOnEveryRank) {
+  const auto layout = SmallLayout();
+  const int64_t total = Total(layout);
+  const Buffers b(total);
+  CheckpointState s = MakeState(layout, 4);
+  SetSlices(s, b, {0, total}, EvenShard(total, Rank(), 2));  // both ranks claim all params
+  SaveOptions o;
+  o.dir = dir_;
+  absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
+  ASSERT_FALSE(path.ok());
+  EXPECT_NE(path.status().message().find("overlap"), std::string::npos) << path.status();
+}
+
+TEST_F(TwoRankTest, RanksGivenDifferentMetadataFailTogether) {
+  const auto layout = SmallLayout();
+  const int64_t total = Total(layout);
+  const Buffers b(total);
+  CheckpointState s = MakeState(layout, 5);
+  SetSlices(s, b, EvenShard(total, Rank(), 2), EvenShard(total, Rank(), 2));
+  s.header.tokens_seen += Rank();
+  SaveOptions o;
+  o.dir = dir_;
+  absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
+  ASSERT_FALSE(path.ok());
+  EXPECT_NE(path.status().message().find("different metadata"), std::string::npos) << path.status();
+}
+
+}  // namespace
+}  // namespace mla::ckpt
