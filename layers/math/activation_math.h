@@ -4,7 +4,7 @@
 // softmax row. Pure inline functions of their arguments.
 #include <cmath>
 #include <cstdint>
-#include <cstring>
+#include <bit>
 
 #include "layers/math/host_device.h"
 
@@ -23,8 +23,10 @@ MLA_HOST_DEVICE inline float Exp(float x) {
 #ifdef __CUDA_ARCH__
   return expf(x);
 #else
-  x = fminf(fmaxf(x, -87.3f), 88.7f);
-  const float n = floorf(x * 1.44269504088896341f + 0.5f);
+  x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);  // ternaries vectorise; fminf does not
+  // Round x/ln2 to nearest by adding and removing 1.5·2^23 (vectorises,
+  // unlike floorf without -fno-trapping-math).
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = x - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -34,9 +36,7 @@ MLA_HOST_DEVICE inline float Exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
+  const float scale = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
   return p * scale;
 #endif
 }
