@@ -15,7 +15,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
@@ -48,7 +50,7 @@ ABSL_FLAG(std::string, tokenizer, "",
           "tokenize, inspect: the tokenizer model. Default: OUT/tokenizer.model (tokenize), "
           "tokenizer.model beside the shard (inspect, optional there).");
 ABSL_FLAG(double, val_fraction, 0.05, "tokenize: fraction of stories in the validation split.");
-ABSL_FLAG(int32_t, threads, 2, "Worker threads for generating, training and tokenizing.");
+ABSL_FLAG(int32_t, threads, 2, "Worker threads for training the tokenizer and for tokenizing.");
 ABSL_FLAG(int32_t, sample_tokens, 80, "inspect: number of tokens to decode and print.");
 
 namespace mla {
@@ -248,6 +250,13 @@ absl::Status Run(const std::vector<char*>& args) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(mla::kUsage);
+  // --help lists this tool's flags (Abseil's default matches the program name
+  // against the defining file's name, which is main.cc here).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "tools/mla-data/");
+  };
+  absl::SetFlagsUsageConfig(usage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   google::InitGoogleLogging(argv[0]);
   absl::Status status = mla::Run(args);
