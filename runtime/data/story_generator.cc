@@ -561,7 +561,7 @@ std::unique_ptr<StoryGrammar> BuildGrammar() {
       "{N} felt sad and sat down on the grass.",
   };
   skill.attempt.frames = {
-      "{N} tried one more time, but {he} fell down.",
+      "{N} tried one more time, but it was still too hard.",
   };
   skill.solve.frames = {
       "{F} said, \"Do not give up! Try one more time.\" {N} tried again, and this time {he} "

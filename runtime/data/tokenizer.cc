@@ -41,6 +41,22 @@ absl::StatusOr<Tokenizer> Tokenizer::LoadFromBytes(std::string model_bytes) {
   return Tokenizer(std::move(model_bytes), std::move(model));
 }
 
+Tokenizer::Tokenizer(std::string bytes, std::unique_ptr<spm::SpmModel> model)
+    : model_bytes_(std::move(bytes)), model_(std::move(model)) {
+  // "\xe2\x96\x81" is U+2581, sentencepiece's marker for a space.
+  constexpr char kSpaceMarker[] = "\xe2\x96\x81";
+  bool split = true;
+  for (int id = 0; id < model_->vocab_size() && split; ++id) {
+    std::string piece = model_->IdToPiece(id);
+    size_t at = piece.find(kSpaceMarker, 1);
+    split = at == std::string::npos;
+  }
+  // Identity normalisation leaves all of these as they are; NFKC-style rules
+  // fold the ligature and full-width letters and turn tabs/newlines to spaces.
+  const std::string probe = "A\tb\nc  d \xef\xac\x81 \xef\xbc\xa1 e";
+  splits_at_spaces_ = split && Decode(Encode(probe)) == probe;
+}
+
 std::vector<int> Tokenizer::Encode(absl::string_view text) const {
   std::vector<int> ids;
   std::string error;
@@ -57,7 +73,8 @@ std::string Tokenizer::Decode(const std::vector<int>& ids) const {
 
 void CachedEncoder::Encode(absl::string_view text, std::vector<int>* ids) {
   if (text.empty()) return;
-  if (text.front() == ' ' || text.back() == ' ' || text.find("  ") != absl::string_view::npos) {
+  if (!tokenizer_.splits_at_spaces() || text.front() == ' ' || text.back() == ' ' ||
+      text.find("  ") != absl::string_view::npos) {
     std::vector<int> whole = tokenizer_.Encode(text);
     ids->insert(ids->end(), whole.begin(), whole.end());
     return;

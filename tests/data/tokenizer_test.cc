@@ -87,6 +87,7 @@ TEST_F(TokenizerTest, TrainingIsDeterministic) {
 }
 
 TEST_F(TokenizerTest, CachedEncoderGivesExactlyTheTokenizersIds) {
+  ASSERT_TRUE(tokenizer_->splits_at_spaces());
   CachedEncoder encoder(*tokenizer_);
   std::vector<std::string> texts = TrickyTexts();
   texts.insert(texts.end(), stories_->begin(), stories_->begin() + 500);
@@ -94,6 +95,31 @@ TEST_F(TokenizerTest, CachedEncoderGivesExactlyTheTokenizersIds) {
     std::vector<int> cached;
     encoder.Encode(s, &cached);
     ASSERT_EQ(cached, tokenizer_->Encode(s)) << s;
+  }
+}
+
+TEST_F(TokenizerTest, CachedEncoderIsExactForANormalisingModelToo) {
+  // A model with NFKC normalisation (as many published models use) does not
+  // reproduce text exactly; the encoder must notice and encode texts whole.
+  size_t next = 0;
+  std::string bytes, error;
+  ASSERT_TRUE(spm::Train({{"model_type", "bpe"}, {"vocab_size", "600"},
+                          {"normalization_rule_name", "nmt_nfkc"}, {"minloglevel", "1"}},
+                         [&](std::string* out) {
+                           if (next >= 1000) return false;
+                           *out = (*stories_)[next++];
+                           return true;
+                         },
+                         1, &bytes, &error))
+      << error;
+  auto nfkc = Tokenizer::LoadFromBytes(bytes);
+  ASSERT_TRUE(nfkc.ok()) << nfkc.status();
+  EXPECT_FALSE(nfkc->splits_at_spaces());
+  CachedEncoder encoder(*nfkc);
+  for (const std::string& s : TrickyTexts()) {
+    std::vector<int> cached;
+    encoder.Encode(s, &cached);
+    EXPECT_EQ(cached, nfkc->Encode(s)) << s;
   }
 }
 
