@@ -1,5 +1,7 @@
 #include "runtime/data/data_loader.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "glog/logging.h"
@@ -46,6 +48,15 @@ absl::Status CheckRank(int rank, int world_size) {
 }
 
 }  // namespace
+
+absl::StatusOr<LoaderState> LoaderState::FromInts(std::span<const int64_t> v) {
+  if (v.size() != kNumInts) {
+    return absl::InvalidArgumentError(absl::StrCat("data loader state needs ", kNumInts,
+                                                   " integers (epoch, step, seed), got ",
+                                                   v.size()));
+  }
+  return LoaderState{v[0], v[1], v[2]};
+}
 
 absl::StatusOr<DataLoader> DataLoader::Create(const std::string& shard_path,
                                               const DataLoaderOptions& options) {

@@ -39,7 +39,8 @@ struct LoaderState {
 
   static constexpr size_t kNumInts = 3;
   std::array<int64_t, kNumInts> ToInts() const { return {epoch, step, seed}; }
-  static LoaderState FromInts(std::span<const int64_t, kNumInts> v) { return {v[0], v[1], v[2]}; }
+  // Error unless `v` holds exactly kNumInts values.
+  static absl::StatusOr<LoaderState> FromInts(std::span<const int64_t> v);
   bool operator==(const LoaderState&) const = default;
 };
 

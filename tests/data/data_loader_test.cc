@@ -126,13 +126,20 @@ TEST(DataLoader, RestoredStateGivesIdenticalFollowingBatches) {
   std::array<int64_t, LoaderState::kNumInts> ints = saved.ToInts();
 
   DataLoader b = MakeLoader(path, 4, 1, 2, /*seed=*/999);
-  ASSERT_TRUE(b.Restore(LoaderState::FromInts(ints)).ok());
+  auto restored = LoaderState::FromInts(ints);
+  ASSERT_TRUE(restored.ok());
+  ASSERT_TRUE(b.Restore(*restored).ok());
   EXPECT_EQ(b.state(), saved);
   for (int s = 0; s < 12; ++s) {
     Rows ra = Next(a), rb = Next(b);
     ASSERT_EQ(ra.inputs, rb.inputs) << "step " << s << " after restore";
     ASSERT_EQ(ra.targets, rb.targets);
   }
+}
+
+TEST(LoaderState, FromIntsRejectsWrongLength) {
+  std::vector<int64_t> two = {1, 2};
+  EXPECT_FALSE(LoaderState::FromInts(two).ok());
 }
 
 TEST(DataLoader, RestoreRejectsStepOutsideEpoch) {

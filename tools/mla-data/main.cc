@@ -140,6 +140,10 @@ absl::StatusOr<Tokenizer> RunTokenizer(const std::vector<std::string>& stories) 
               path.c_str(), tokenizer.vocab_size(), tokenizer.bos_id(), tokenizer.eos_id(),
               std::min<size_t>(stories.size(), static_cast<size_t>(options.max_sentences)),
               Seconds(start));
+  if (tokenizer.vocab_size() < options.vocab_size) {
+    std::printf("           (the corpus supports only %d of the %d requested pieces)\n",
+                tokenizer.vocab_size(), options.vocab_size);
+  }
   return tokenizer;
 }
 
