@@ -13,6 +13,7 @@
 #include "data_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/data/story_generator.h"
 
 extern char** environ;
 
@@ -84,6 +85,23 @@ TEST(MlaDataCli, AllBuildsShardsThatInspectAccepts) {
   EXPECT_THAT(inspect.output, HasSubstr("checksum OK"));
   EXPECT_THAT(inspect.output, HasSubstr("unigram entropy"));
   EXPECT_THAT(inspect.output, HasSubstr("decoded"));
+}
+
+TEST(MlaDataCli, AllReadsATinyStoriesTextFile) {
+  // TinyStories' text release: multi-line stories separated by <|endoftext|>.
+  auto stories = GenerateStories(300, 8, nullptr);
+  ASSERT_TRUE(stories.ok());
+  std::string dir = testing_util::FreshDir();
+  {
+    std::ofstream out(dir + "/TinyStories-valid.txt");
+    for (const std::string& s : *stories) out << s << "\n\nThe end.\n<|endoftext|>\n";
+  }
+  Result r = RunMlaData({"all", "--corpus=" + dir + "/TinyStories-valid.txt",
+                         "--vocab_size=500", "--sample_tokens=1000", "--out=" + dir});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("300 stories"));
+  EXPECT_THAT(r.output, HasSubstr("checksum OK"));
+  EXPECT_THAT(r.output, HasSubstr("\n\nThe end."));  // paragraphs survive into the sample
 }
 
 TEST(MlaDataCli, MissingCorpusNamesTheFile) {
