@@ -61,7 +61,9 @@ GptModel::GptModel(const ModelConfig& c, Kernels* kernels)
     w.attn.w_uv = at("attn.w_uv"); w.attn.w_kr = at("attn.w_kr");
     w.attn.w_o = at("attn.w_o"); w.attn.b_o = at("attn.b_o");
     blocks_.emplace_back(kernels_, shape, c.mlp_ratio * c.d_model, w);
+    block_begin_.push_back(w.ln1_w);
   }
+  block_begin_.push_back(lnf_w_);
 }
 
 void GptModel::InitParameters(uint64_t seed) {
@@ -120,7 +122,8 @@ double GptModel::Forward(const int32_t* inputs, const int32_t* targets, int B, i
   return sum / static_cast<double>(M);
 }
 
-void GptModel::Backward(const int32_t* inputs, int B, int T) {
+void GptModel::Backward(const int32_t* inputs, int B, int T,
+                        const std::function<void(int64_t, int64_t)>& grads_ready) {
   Kernels& k = *kernels_;
   const int64_t M = static_cast<int64_t>(B) * T;
   const int C = config_.d_model, V = config_.vocab_size;
@@ -131,9 +134,15 @@ void GptModel::Backward(const int32_t* inputs, int B, int T) {
   k.Fill(d_res_.data(), 0.0f, M * C);
   k.LayerNormBackward(d_lnf_.data(), residual_.back().data(), p + lnf_w_, lnf_mean_.data(),
                       lnf_rstd_.data(), d_res_.data(), g + lnf_w_, g + lnf_b_, M, C);
-  for (int l = config_.n_layer - 1; l >= 0; --l)
+  // Blocks own contiguous ranges in layout order; ln_f and an untied head
+  // follow the last block; the embeddings (tied head included) come first.
+  if (grads_ready) grads_ready(lnf_w_, layout_.total);
+  for (int l = config_.n_layer - 1; l >= 0; --l) {
     blocks_[l].Backward(p, g, residual_[l].data(), d_res_.data(), B, T, &scratch_);
+    if (grads_ready) grads_ready(block_begin_[l], block_begin_[l + 1]);
+  }
   k.EmbeddingBackward(inputs, d_res_.data(), g + wte_, wpe_ >= 0 ? g + wpe_ : nullptr, B, T, C);
+  if (grads_ready) grads_ready(0, block_begin_[0]);
 }
 
 }  // namespace mla

@@ -10,6 +10,7 @@
 // Evaluation: Forward(..., grad_scale = 0) keeps the logits readable.
 // Not thread safe; calls run on the kernels' device.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -50,7 +51,12 @@ class GptModel {
   double Forward(const int32_t* inputs, const int32_t* targets, int B, int T,
                  float grad_scale = 0.0f);
   // Accumulates parameter gradients of the last Forward (which had grad_scale > 0).
-  void Backward(const int32_t* inputs, int B, int T);
+  // When given, grads_ready(begin, end) is called as soon as the gradients of
+  // the buffer range [begin, end) are final (head and ln_f, each block from
+  // the last, then the embeddings), so data parallelism can start reducing
+  // them while backward goes on. The ranges partition the buffer.
+  void Backward(const int32_t* inputs, int B, int T,
+                const std::function<void(int64_t, int64_t)>& grads_ready = {});
 
   // Logits [B·T, V] of the last Forward without gradient.
   const float* logits() const { return logits_.data(); }
@@ -67,6 +73,7 @@ class GptModel {
   std::vector<float> params_, grads_;
   std::vector<TransformerBlock> blocks_;
   BlockScratch scratch_;
+  std::vector<int64_t> block_begin_;  // offset of each block's first tensor, then ln_f
   int64_t wte_ = -1, wpe_ = -1, lnf_w_ = -1, lnf_b_ = -1, head_ = -1;
   int reserved_rows_ = 0, reserved_B_ = 0, reserved_T_ = 0;
   std::vector<std::vector<float>> residual_;  // L+1 buffers [M, C]

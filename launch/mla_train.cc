@@ -1,0 +1,172 @@
+// mla-train: trains a GPT with MHA / MLA attention, data-parallel over MPI
+// ranks. `mpirun -np N mla-train --flagfile=recipes/X.flags [--flag=...]`, or
+// without mpirun as one rank.
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "comm/communicator.h"
+#include "comm/mpi_communicator.h"
+#include "glog/logging.h"
+#include "runtime/trainer.h"
+
+// Model.
+ABSL_FLAG(std::string, attention, "mla_rope", "Attention kind: mha, mha_rope, mla or mla_rope.");
+ABSL_FLAG(int, n_layer, 6, "Transformer blocks L.");
+ABSL_FLAG(int, d_model, 256, "Model width C.");
+ABSL_FLAG(int, n_head, 8, "Attention heads H (must divide d_model).");
+ABSL_FLAG(int, context_length, 256, "Sequence length T of every training window (also the model's maximum context).");
+ABSL_FLAG(int, vocab_size, 0, "Vocabulary size V; 0 takes it from the training shard's header.");
+ABSL_FLAG(int, kv_rank, 128, "MLA: rank R of the shared key/value latent c_kv (<= d_model).");
+ABSL_FLAG(int, rope_dim, 16, "mla_rope: decoupled rotary dims d_R per head (even).");
+ABSL_FLAG(int, q_rank, 0, "MLA: query compression rank (0: queries straight from x).");
+ABSL_FLAG(bool, latent_norm, false, "MLA: RMSNorm on the latents c_kv (and c_q).");
+ABSL_FLAG(int, mlp_ratio, 4, "MLP hidden width as a multiple of d_model.");
+ABSL_FLAG(bool, tied_embeddings, true, "Share the token embedding with the output head.");
+ABSL_FLAG(double, rope_theta, 10000.0, "RoPE base.");
+// Data.
+ABSL_FLAG(std::string, train_data, "data/train.bin", "Training token shard (mla-data tokenize).");
+ABSL_FLAG(std::string, val_data, "data/val.bin", "Validation token shard; empty disables validation.");
+ABSL_FLAG(std::string, tokenizer, "data/tokenizer.model", "sentencepiece model stored in every checkpoint; empty: none (or the one from the resumed checkpoint).");
+// Batch and length.
+ABSL_FLAG(int64_t, global_batch_tokens, 16 * 256, "Tokens per optimizer step over all ranks (a multiple of context_length).");
+ABSL_FLAG(int, micro_batch, 16, "Sequences per forward/backward on one rank; accumulation steps = global batch / (ranks * micro_batch).");
+ABSL_FLAG(int64_t, steps, 0, "Optimizer steps (0: derived from --token_budget).");
+ABSL_FLAG(int64_t, token_budget, 0, "Training tokens when --steps is 0 (rounded up to whole steps).");
+// Optimizer.
+ABSL_FLAG(double, lr, 1e-3, "Peak learning rate.");
+ABSL_FLAG(double, min_lr, 1e-4, "Learning rate at the end of the cosine decay.");
+ABSL_FLAG(int64_t, warmup_steps, 100, "Linear warmup steps.");
+ABSL_FLAG(double, weight_decay, 0.1, "AdamW decoupled weight decay (matrices only).");
+ABSL_FLAG(double, beta1, 0.9, "AdamW beta1.");
+ABSL_FLAG(double, beta2, 0.95, "AdamW beta2.");
+ABSL_FLAG(double, eps, 1e-8, "AdamW epsilon.");
+ABSL_FLAG(double, grad_clip, 1.0, "Clip the global gradient norm to this value (0: off).");
+ABSL_FLAG(int, zero, 0, "ZeRO stage: 0 replicated optimizer state, 1 sharded over ranks.");
+ABSL_FLAG(bool, skip_nonfinite, false, "Skip steps whose loss or gradient norm is NaN/Inf (counted in the metrics) instead of stopping.");
+ABSL_FLAG(double, bucket_mb, 25.0, "Gradient all-reduce bucket size in MB.");
+ABSL_FLAG(int64_t, seed, 1, "Seed for initialisation and data order.");
+// Evaluation, logging, output.
+ABSL_FLAG(int64_t, eval_interval, 0, "Validate every N steps (0: only at the end).");
+ABSL_FLAG(int64_t, eval_batches, 0, "Validation micro-batches per rank (0: the whole validation shard).");
+ABSL_FLAG(int64_t, log_interval, 10, "Print a progress line and a metrics record every N steps.");
+ABSL_FLAG(std::string, out_dir, "runs/default", "Output directory: config.json, metrics.jsonl, checkpoints/.");
+ABSL_FLAG(double, peak_gflops, 0, "Per-rank peak GFLOP/s for MFU (0: measure a large sgemm at start).");
+// Checkpoints.
+ABSL_FLAG(int64_t, ckpt_every, 0, "Write a checkpoint every N steps (0: only at the end and on SIGTERM/SIGINT).");
+ABSL_FLAG(int, ckpt_keep_last, 3, "Keep the newest K checkpoints.");
+ABSL_FLAG(int, ckpt_keep_every, 0, "Also keep every checkpoint whose step is a multiple of M (0: none).");
+ABSL_FLAG(std::string, resume, "", "Resume: 'auto' (newest complete checkpoint in out_dir, or start fresh), or a checkpoint file/directory.");
+// Devices.
+ABSL_FLAG(std::string, device, "cpu", "Device: cpu (cuda is not supported yet in this build).");
+ABSL_FLAG(int, threads, 0, "OpenMP threads per rank (0: OMP_NUM_THREADS or all cores).");
+
+namespace {
+
+absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
+  mla::TrainOptions o;
+  auto kind = mla::ParseAttentionKind(absl::GetFlag(FLAGS_attention));
+  if (!kind.ok()) return kind.status();
+  o.model.attention = *kind;
+  o.model.n_layer = absl::GetFlag(FLAGS_n_layer);
+  o.model.d_model = absl::GetFlag(FLAGS_d_model);
+  o.model.n_head = absl::GetFlag(FLAGS_n_head);
+  o.model.context_length = absl::GetFlag(FLAGS_context_length);
+  o.model.vocab_size = absl::GetFlag(FLAGS_vocab_size);
+  o.model.kv_rank = absl::GetFlag(FLAGS_kv_rank);
+  o.model.rope_dim = absl::GetFlag(FLAGS_rope_dim);
+  o.model.q_rank = absl::GetFlag(FLAGS_q_rank);
+  o.model.latent_norm = absl::GetFlag(FLAGS_latent_norm);
+  o.model.mlp_ratio = absl::GetFlag(FLAGS_mlp_ratio);
+  o.model.tied_embeddings = absl::GetFlag(FLAGS_tied_embeddings);
+  o.model.rope_theta = static_cast<float>(absl::GetFlag(FLAGS_rope_theta));
+  if (absl::GetFlag(FLAGS_vocab_size) != 0) {
+    if (absl::Status s = mla::ValidateModelConfig(o.model); !s.ok()) return s;
+  } else {
+    mla::ModelConfig probe = o.model;
+    probe.vocab_size = 2;  // the real value comes from the shard
+    if (absl::Status s = mla::ValidateModelConfig(probe); !s.ok()) return s;
+  }
+  if (absl::GetFlag(FLAGS_device) == "cuda")
+    return absl::UnimplementedError("--device=cuda: the CUDA backend is not supported yet");
+  if (absl::GetFlag(FLAGS_device) != "cpu")
+    return absl::InvalidArgumentError(
+        absl::StrCat("device=", absl::GetFlag(FLAGS_device), ": expected cpu or cuda"));
+  o.train_data = absl::GetFlag(FLAGS_train_data);
+  o.val_data = absl::GetFlag(FLAGS_val_data);
+  o.tokenizer = absl::GetFlag(FLAGS_tokenizer);
+  o.out_dir = absl::GetFlag(FLAGS_out_dir);
+  o.global_batch_tokens = absl::GetFlag(FLAGS_global_batch_tokens);
+  o.micro_batch = absl::GetFlag(FLAGS_micro_batch);
+  o.steps = absl::GetFlag(FLAGS_steps);
+  o.token_budget = absl::GetFlag(FLAGS_token_budget);
+  o.lr = static_cast<float>(absl::GetFlag(FLAGS_lr));
+  o.min_lr = static_cast<float>(absl::GetFlag(FLAGS_min_lr));
+  o.warmup_steps = absl::GetFlag(FLAGS_warmup_steps);
+  o.weight_decay = static_cast<float>(absl::GetFlag(FLAGS_weight_decay));
+  o.beta1 = static_cast<float>(absl::GetFlag(FLAGS_beta1));
+  o.beta2 = static_cast<float>(absl::GetFlag(FLAGS_beta2));
+  o.eps = static_cast<float>(absl::GetFlag(FLAGS_eps));
+  o.grad_clip = static_cast<float>(absl::GetFlag(FLAGS_grad_clip));
+  o.zero_stage = absl::GetFlag(FLAGS_zero);
+  o.skip_nonfinite = absl::GetFlag(FLAGS_skip_nonfinite);
+  o.bucket_mb = absl::GetFlag(FLAGS_bucket_mb);
+  o.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
+  o.eval_interval = absl::GetFlag(FLAGS_eval_interval);
+  o.eval_batches = absl::GetFlag(FLAGS_eval_batches);
+  o.log_interval = absl::GetFlag(FLAGS_log_interval);
+  o.peak_gflops = absl::GetFlag(FLAGS_peak_gflops);
+  o.ckpt_every = absl::GetFlag(FLAGS_ckpt_every);
+  o.ckpt_keep_last = absl::GetFlag(FLAGS_ckpt_keep_last);
+  o.ckpt_keep_every = absl::GetFlag(FLAGS_ckpt_keep_every);
+  o.resume = absl::GetFlag(FLAGS_resume);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  for (const char* name :
+       {"attention", "n_layer", "d_model", "n_head", "context_length", "kv_rank", "rope_dim",
+        "q_rank", "latent_norm", "mlp_ratio", "tied_embeddings", "rope_theta", "train_data",
+        "val_data", "tokenizer", "global_batch_tokens", "micro_batch", "steps", "token_budget",
+        "lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "eps", "grad_clip",
+        "zero", "skip_nonfinite", "bucket_mb", "seed", "eval_interval", "eval_batches"}) {
+    o.flag_record.emplace_back(name, absl::FindCommandLineFlag(name)->CurrentValue());
+  }
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Trains a GPT language model with multi-head or multi-head latent attention.\n"
+      "  mpirun -np N mla-train --flagfile=recipes/cpu/mla_rope.flags [--flag=value ...]\n"
+      "  mla-train --train_data=data/train.bin --steps=200 --out_dir=runs/x   (one rank)\n"
+      "Writes OUT_DIR/config.json, OUT_DIR/metrics.jsonl and OUT_DIR/checkpoints/.");
+  absl::ParseCommandLine(argc, argv);
+  google::InitGoogleLogging(argv[0]);
+  FLAGS_logtostderr = true;
+  auto session = mla::MpiSession::Init(&argc, &argv);
+  if (!session.ok()) {
+    std::fprintf(stderr, "mla-train: %s\n", std::string(session.status().message()).c_str());
+    return 1;
+  }
+  auto comm = mla::CreateCommunicator();
+  if (!comm.ok()) mla::AbortJob(comm.status());
+  auto options = OptionsFromFlags();
+  absl::Status status = options.ok() ? absl::OkStatus() : options.status();
+  status = mla::AgreeOnStatus(**comm, status);
+  if (status.ok()) {
+    mla::InstallStopSignalHandlers();
+    status = mla::RunTraining(*options, comm->get());
+  }
+  if (!status.ok()) {
+    if ((*comm)->rank() == 0 || !options.ok())
+      std::fprintf(stderr, "mla-train: error: %s\n", std::string(status.message()).c_str());
+    comm->reset();
+    return 1;
+  }
+  comm->reset();
+  return 0;
+}

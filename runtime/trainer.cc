@@ -1,0 +1,548 @@
+#include "runtime/trainer.h"
+
+#include <mpi.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/status_macros.h"
+#include "checkpoint/commit.h"
+#include "checkpoint/reader.h"
+#include "checkpoint/writer.h"
+#include "glog/logging.h"
+#include "layers/cpu/cpu_kernels.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
+#include "optim/schedule.h"
+#include "optim/zero.h"
+#include "runtime/data/data_loader.h"
+#include "runtime/data/token_shard.h"
+#include "runtime/gpt_model.h"
+#include "runtime/model_checkpoint.h"
+#include "runtime/random.h"
+
+namespace mla {
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+void OnStopSignal(int sig) { g_stop_signal = sig; }
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string FormatDuration(double seconds) {
+  if (!(seconds >= 0) || seconds > 1e7) return "?";
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  if (s >= 3600) return absl::StrFormat("%dh%02dm%02ds", s / 3600, (s / 60) % 60, s % 60);
+  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%ds", s);
+}
+
+std::string JsonEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", c);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Peak GFLOP/s of one rank: the best of five 1536³ sgemms through the same
+// oneDNN path the model uses.
+double MeasurePeakGflops() {
+  CpuKernels kernels;
+  const int n = 1536;
+  std::vector<float> a(static_cast<size_t>(n) * n), b(a.size()), c(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    a[i] = static_cast<float>(UniformAt(9, 1, i)) - 0.5f;
+    b[i] = static_cast<float>(UniformAt(9, 2, i)) - 0.5f;
+  }
+  MatmulShape s;
+  s.M = s.N = s.K = n;
+  s.lda = s.ldb = s.ldc = n;
+  kernels.matmul().Run(s, a.data(), b.data(), nullptr, c.data());
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    kernels.matmul().Run(s, a.data(), b.data(), nullptr, c.data());
+    best = std::max(best, 2.0 * n * n * static_cast<double>(n) / Since(t0) / 1e9);
+  }
+  return best;
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path, absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(what, " ", path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat(what, " ", path, ": read failed"));
+  return ss.str();
+}
+
+struct Shapes {
+  int T = 0;
+  int64_t global_rows = 0;  // G
+  int64_t rows_per_rank = 0;
+  int accum = 0;
+  int64_t steps = 0;
+};
+
+absl::StatusOr<Shapes> DeriveShapes(const TrainOptions& o, int world) {
+  Shapes s;
+  s.T = o.model.context_length;
+  if (s.T < 1) return absl::InvalidArgumentError("context_length must be at least 1");
+  if (o.global_batch_tokens <= 0)
+    return absl::InvalidArgumentError("global_batch_tokens must be positive");
+  if (o.global_batch_tokens % s.T != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "global_batch_tokens=", o.global_batch_tokens, " must be a multiple of context_length=", s.T));
+  s.global_rows = o.global_batch_tokens / s.T;
+  if (s.global_rows % world != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "global batch of ", s.global_rows, " sequences does not split over ", world, " ranks"));
+  s.rows_per_rank = s.global_rows / world;
+  if (o.micro_batch <= 0) return absl::InvalidArgumentError("micro_batch must be positive");
+  if (s.rows_per_rank % o.micro_batch != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "micro_batch=", o.micro_batch, " must divide the ", s.rows_per_rank,
+        " sequences per rank (global_batch_tokens / context_length / ranks)"));
+  s.accum = static_cast<int>(s.rows_per_rank / o.micro_batch);
+  if (o.steps > 0) {
+    s.steps = o.steps;
+  } else if (o.token_budget > 0) {
+    s.steps = (o.token_budget + o.global_batch_tokens - 1) / o.global_batch_tokens;
+  } else {
+    return absl::InvalidArgumentError("give --steps or --token_budget");
+  }
+  return s;
+}
+
+}  // namespace
+
+void InstallStopSignalHandlers() {
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+}
+
+absl::Status ValidateTrainOptions(const TrainOptions& o, int world) {
+  MLA_RETURN_IF_ERROR(DeriveShapes(o, world).status());
+  if (!(o.lr > 0)) return absl::InvalidArgumentError("lr must be positive");
+  if (!(o.min_lr >= 0 && o.min_lr <= o.lr))
+    return absl::InvalidArgumentError("min_lr must be in [0, lr]");
+  if (o.warmup_steps < 0) return absl::InvalidArgumentError("warmup_steps must be >= 0");
+  if (!(o.weight_decay >= 0)) return absl::InvalidArgumentError("weight_decay must be >= 0");
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) return absl::InvalidArgumentError("beta1 must be in [0, 1)");
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) return absl::InvalidArgumentError("beta2 must be in [0, 1)");
+  if (!(o.eps > 0)) return absl::InvalidArgumentError("eps must be positive");
+  if (!(o.grad_clip >= 0)) return absl::InvalidArgumentError("grad_clip must be >= 0 (0: off)");
+  if (o.zero_stage != 0 && o.zero_stage != 1)
+    return absl::InvalidArgumentError(absl::StrCat("zero=", o.zero_stage, ": must be 0 or 1"));
+  if (o.log_interval < 1) return absl::InvalidArgumentError("log_interval must be at least 1");
+  if (o.eval_interval < 0 || o.eval_batches < 0)
+    return absl::InvalidArgumentError("eval_interval and eval_batches must be >= 0");
+  if (o.ckpt_every < 0) return absl::InvalidArgumentError("ckpt_every must be >= 0");
+  if (o.ckpt_keep_last < 1) return absl::InvalidArgumentError("ckpt_keep_last must be at least 1");
+  if (o.ckpt_keep_every < 0) return absl::InvalidArgumentError("ckpt_keep_every must be >= 0");
+  if (!(o.bucket_mb > 0)) return absl::InvalidArgumentError("bucket_mb must be positive");
+  if (o.train_data.empty()) return absl::InvalidArgumentError("train_data is required");
+  if (o.out_dir.empty()) return absl::InvalidArgumentError("out_dir is required");
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Everything one rank holds during training.
+class Run {
+ public:
+  Run(const TrainOptions& o, Communicator* comm) : o_(o), comm_(comm) {}
+
+  absl::Status Setup();
+  absl::Status Loop();
+
+ private:
+  absl::Status Resume(const std::string& path);
+  absl::Status Save();
+  absl::StatusOr<double> Evaluate();
+  void Log(const std::string& json_line);
+
+  const TrainOptions& o_;
+  Communicator* comm_;
+  int rank_ = 0, world_ = 1;
+  Shapes shapes_;
+  ModelConfig config_;
+  CpuKernels kernels_;
+  std::unique_ptr<GptModel> model_;
+  std::optional<DataLoader> loader_;
+  std::optional<ValidationIterator> val_;
+  std::optional<AdamW> opt_;
+  std::optional<Zero1Sharding> zero_;
+  ElementRange range_;
+  LrSchedule schedule_;
+  std::string tokenizer_bytes_;
+  std::vector<int32_t> inputs_, targets_;
+  int64_t step_ = 0, tokens_seen_ = 0, skipped_ = 0;
+  double peak_gflops_ = 0;
+  std::FILE* metrics_ = nullptr;
+};
+
+absl::Status Run::Setup() {
+  rank_ = comm_->rank();
+  world_ = comm_->size();
+  MLA_ASSIGN_OR_RETURN(shapes_, DeriveShapes(o_, world_));
+  MLA_ASSIGN_OR_RETURN(ShardHeader header, ReadShardHeader(o_.train_data));
+  config_ = o_.model;
+  if (config_.vocab_size == 0) config_.vocab_size = static_cast<int>(header.vocab_size);
+  if (static_cast<uint32_t>(config_.vocab_size) < header.vocab_size)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "vocab_size=", config_.vocab_size, " is smaller than the vocabulary of ", o_.train_data,
+        " (", header.vocab_size, ")"));
+  MLA_ASSIGN_OR_RETURN(model_, GptModel::Create(config_, &kernels_));
+  model_->Reserve(o_.micro_batch, shapes_.T);
+  DataLoaderOptions lo;
+  lo.seq_len = shapes_.T;
+  lo.global_batch = static_cast<int>(shapes_.global_rows);
+  lo.rank = rank_;
+  lo.world_size = world_;
+  lo.seed = o_.seed;
+  MLA_ASSIGN_OR_RETURN(DataLoader loader, DataLoader::Create(o_.train_data, lo));
+  loader_.emplace(std::move(loader));
+  if (!o_.val_data.empty()) {
+    MLA_ASSIGN_OR_RETURN(ValidationIterator val, ValidationIterator::Create(
+                                                     o_.val_data, shapes_.T, o_.micro_batch,
+                                                     rank_, world_));
+    val_.emplace(std::move(val));
+  }
+  if (!o_.tokenizer.empty()) {
+    MLA_ASSIGN_OR_RETURN(tokenizer_bytes_, ReadWholeFile(o_.tokenizer, "tokenizer"));
+  }
+  const int64_t total = model_->num_params();
+  if (o_.zero_stage == 1) {
+    zero_.emplace(comm_, total);
+    range_ = zero_->shard();
+  } else {
+    range_ = ElementRange{0, total};
+  }
+  std::vector<DecaySegment> segments;
+  for (const ParamSpec& p : model_->layout().params) segments.push_back({p.offset, p.numel, p.decay});
+  AdamWConfig ac;
+  ac.beta1 = o_.beta1;
+  ac.beta2 = o_.beta2;
+  ac.eps = o_.eps;
+  ac.weight_decay = o_.weight_decay;
+  MLA_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(ac, range_, segments));
+  opt_.emplace(std::move(opt));
+  schedule_ = LrSchedule{o_.lr, o_.min_lr, std::min(o_.warmup_steps, shapes_.steps), shapes_.steps};
+  MLA_RETURN_IF_ERROR(ValidateLrSchedule(schedule_));
+  inputs_.resize(shapes_.rows_per_rank * shapes_.T);
+  targets_.resize(inputs_.size());
+
+  std::string resume_path;
+  if (!o_.resume.empty()) {
+    const std::string ckpt_dir = o_.out_dir + "/checkpoints";
+    auto resolved = ckpt::ResolveCheckpoint(o_.resume, ckpt_dir);
+    if (resolved.ok()) {
+      resume_path = *resolved;
+    } else if (o_.resume == "auto" && absl::IsNotFound(resolved.status())) {
+      if (rank_ == 0) LOG(INFO) << "resume=auto: no checkpoint in " << ckpt_dir << ", starting fresh";
+    } else {
+      return resolved.status();
+    }
+  }
+  if (!resume_path.empty()) {
+    MLA_RETURN_IF_ERROR(Resume(resume_path));
+  } else {
+    model_->InitParameters(o_.seed);
+  }
+  peak_gflops_ = o_.peak_gflops > 0 ? o_.peak_gflops : MeasurePeakGflops();
+
+  if (rank_ == 0) {
+    std::error_code ec;
+    std::filesystem::create_directories(o_.out_dir, ec);
+    if (ec) return absl::PermissionDeniedError(absl::StrCat("out_dir ", o_.out_dir, ": ", ec.message()));
+    std::ofstream cfg(o_.out_dir + "/config.json");
+    cfg << "{";
+    bool first = true;
+    auto put = [&](const std::string& k, const std::string& v, bool quote) {
+      cfg << (first ? "" : ", ") << "\"" << JsonEscape(k) << "\": "
+          << (quote ? "\"" + JsonEscape(v) + "\"" : v);
+      first = false;
+    };
+    for (const ckpt::ConfigEntry& e : ModelConfigEntries(config_))
+      put("model." + e.key, ckpt::ConfigValueToString(e.value), std::holds_alternative<std::string>(e.value));
+    for (const auto& [k, v] : o_.flag_record) put("flag." + k, v, true);
+    put("world_size", absl::StrCat(world_), false);
+    put("accumulation_steps", absl::StrCat(shapes_.accum), false);
+    put("steps", absl::StrCat(shapes_.steps), false);
+    cfg << "}\n";
+    if (!cfg) return absl::DataLossError(absl::StrCat("cannot write ", o_.out_dir, "/config.json"));
+    metrics_ = std::fopen((o_.out_dir + "/metrics.jsonl").c_str(), resume_path.empty() ? "w" : "a");
+    if (metrics_ == nullptr)
+      return absl::PermissionDeniedError(absl::StrCat("cannot open ", o_.out_dir, "/metrics.jsonl"));
+    const ModelCost cost = ComputeModelCost(config_);
+    std::printf(
+        "mla-train: %s, %lld parameters, %d ranks x %d threads | global batch %lld seqs x %d "
+        "tokens, micro-batch %d, accumulation %d | %lld steps | peak %.1f GFLOP/s per rank\n",
+        std::string(AttentionKindName(config_.attention)).c_str(),
+        static_cast<long long>(cost.parameters), world_, omp_get_max_threads(),
+        static_cast<long long>(shapes_.global_rows), shapes_.T, o_.micro_batch, shapes_.accum,
+        static_cast<long long>(shapes_.steps), peak_gflops_);
+    std::fflush(stdout);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run::Resume(const std::string& path) {
+  MLA_ASSIGN_OR_RETURN(ckpt::CheckpointReader reader, ckpt::CheckpointReader::Open(path));
+  MLA_ASSIGN_OR_RETURN(ModelConfig saved, ModelConfigFromEntries(reader.config()));
+  if (ModelConfigToString(saved) != ModelConfigToString(config_))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", path, " holds a different model config:\n", ModelConfigToString(saved),
+        "than the one requested:\n", ModelConfigToString(config_)));
+  MLA_RETURN_IF_ERROR(reader.ExpectLayout(TensorSpecs(model_->layout())));
+  MLA_RETURN_IF_ERROR(reader.ReadRange(ckpt::FlatBuffer::kParams, 0,
+                                       absl::MakeSpan(model_->params(), model_->num_params())));
+  MLA_RETURN_IF_ERROR(reader.ReadRange(ckpt::FlatBuffer::kAdamM, range_.begin, opt_->mutable_m()));
+  MLA_RETURN_IF_ERROR(reader.ReadRange(ckpt::FlatBuffer::kAdamV, range_.begin, opt_->mutable_v()));
+  opt_->set_step(reader.adamw().step);
+  MLA_ASSIGN_OR_RETURN(std::vector<int64_t> loader_ints, reader.ReadState("data_loader"));
+  MLA_ASSIGN_OR_RETURN(LoaderState ls, LoaderState::FromInts(loader_ints));
+  MLA_RETURN_IF_ERROR(loader_->Restore(ls));
+  MLA_ASSIGN_OR_RETURN(std::vector<int64_t> sched, reader.ReadState("schedule"));
+  if (sched.size() != 3)
+    return absl::DataLossError(absl::StrCat("checkpoint ", path, ": state/schedule must hold 3 values"));
+  step_ = sched[0];
+  tokens_seen_ = sched[1];
+  skipped_ = sched[2];
+  if (tokenizer_bytes_.empty()) {
+    MLA_ASSIGN_OR_RETURN(tokenizer_bytes_, reader.ReadTokenizerModel());
+  }
+  if (rank_ == 0)
+    std::printf("mla-train: resumed from %s at step %lld (written by %lld ranks, ZeRO-%lld)\n",
+                path.c_str(), static_cast<long long>(step_),
+                static_cast<long long>(reader.header().world_size),
+                static_cast<long long>(reader.header().zero_stage));
+  return absl::OkStatus();
+}
+
+absl::Status Run::Save() {
+  ckpt::CheckpointState st;
+  st.header.step = step_;
+  st.header.tokens_seen = tokens_seen_;
+  st.header.zero_stage = o_.zero_stage;
+  st.config = ModelConfigEntries(config_);
+  for (const auto& [k, v] : o_.flag_record) st.config.push_back({"train." + k, v});
+  st.layout = TensorSpecs(model_->layout());
+  const int64_t total = model_->num_params();
+  const ckpt::FlatRange mine = ckpt::EvenShard(total, rank_, world_);
+  st.params = {mine.lo, absl::MakeConstSpan(model_->params() + mine.lo, mine.size())};
+  if (o_.zero_stage == 1) {
+    st.adam_m = {range_.begin, opt_->m()};
+    st.adam_v = {range_.begin, opt_->v()};
+  } else {
+    st.adam_m = {mine.lo, opt_->m().subspan(mine.lo, mine.size())};
+    st.adam_v = {mine.lo, opt_->v().subspan(mine.lo, mine.size())};
+  }
+  st.adamw.step = opt_->step();
+  st.adamw.beta1 = o_.beta1;
+  st.adamw.beta2 = o_.beta2;
+  st.adamw.eps = o_.eps;
+  st.adamw.weight_decay = o_.weight_decay;
+  const auto ls = loader_->state().ToInts();
+  st.state.push_back({"data_loader", std::vector<int64_t>(ls.begin(), ls.end())});
+  st.state.push_back({"schedule", {step_, tokens_seen_, skipped_}});
+  st.state.push_back({"rng", {static_cast<int64_t>(o_.seed)}});
+  st.tokenizer_model = tokenizer_bytes_;
+  ckpt::SaveOptions so;
+  so.dir = o_.out_dir + "/checkpoints";
+  so.keep_last = o_.ckpt_keep_last;
+  so.keep_every = o_.ckpt_keep_every;
+  const auto t0 = Clock::now();
+  MLA_ASSIGN_OR_RETURN(std::string path, ckpt::SaveCheckpoint(MPI_COMM_WORLD, st, so));
+  if (rank_ == 0) {
+    std::printf("mla-train: checkpoint %s (%.2f s)\n", path.c_str(), Since(t0));
+    std::fflush(stdout);
+    Log(absl::StrFormat("{\"step\": %d, \"checkpoint\": \"%s\", \"save_s\": %.3f}", step_,
+                        JsonEscape(path), Since(t0)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Run::Evaluate() {
+  if (!val_.has_value()) return std::nan("");
+  val_->Reset();
+  const int T = shapes_.T;
+  std::vector<int32_t> in(static_cast<size_t>(o_.micro_batch) * T), tg(in.size());
+  double sums[2] = {0, 0};  // loss·rows, rows
+  int64_t batches = 0;
+  while (o_.eval_batches == 0 || batches < o_.eval_batches) {
+    const int rows = val_->NextBatch(in.data(), tg.data());
+    if (rows == 0) break;
+    sums[0] += model_->Forward(in.data(), tg.data(), rows, T) * rows;
+    sums[1] += rows;
+    ++batches;
+  }
+  MLA_RETURN_IF_ERROR(comm_->AllReduce(absl::MakeSpan(sums, 2), ReduceOp::kSum));
+  if (sums[1] == 0) return absl::FailedPreconditionError("validation shard has no windows");
+  return sums[0] / sums[1];
+}
+
+void Run::Log(const std::string& line) {
+  if (metrics_ == nullptr) return;
+  std::fprintf(metrics_, "%s\n", line.c_str());
+  std::fflush(metrics_);
+}
+
+absl::Status Run::Loop() {
+  const int B = o_.micro_batch, T = shapes_.T;
+  const int64_t total = model_->num_params();
+  const double flops_per_token = ComputeModelCost(config_).train_flops_per_token;
+  const float grad_scale = 1.0f / (static_cast<float>(B) * T * shapes_.accum);
+  GradientReducer reducer(comm_, absl::MakeSpan(model_->grads(), total),
+                          o_.zero_stage == 1 ? GradientSync::kReduceScatter : GradientSync::kAllReduce,
+                          o_.bucket_mb);
+  const auto start = Clock::now();
+  const int64_t first_step = step_;
+  double window_time = 0, window_comm = 0;
+  int64_t window_steps = 0;
+  while (step_ < shapes_.steps) {
+    const auto t0 = Clock::now();
+    double comm_s = 0;
+    loader_->NextBatch(inputs_.data(), targets_.data());
+    model_->ZeroGrads();
+    double loss = 0;
+    absl::Status reduce_status;
+    for (int a = 0; a < shapes_.accum; ++a) {
+      const int32_t* in = inputs_.data() + static_cast<int64_t>(a) * B * T;
+      const int32_t* tg = targets_.data() + static_cast<int64_t>(a) * B * T;
+      loss += model_->Forward(in, tg, B, T, grad_scale);
+      if (world_ > 1 && a + 1 == shapes_.accum) {
+        model_->Backward(in, B, T, [&](int64_t begin, int64_t end) {
+          const auto c0 = Clock::now();
+          if (reduce_status.ok()) reduce_status = reducer.MarkReady(begin, end);
+          comm_s += Since(c0);
+        });
+      } else {
+        model_->Backward(in, B, T);
+      }
+    }
+    loss /= shapes_.accum;
+    if (world_ > 1) {
+      const auto c0 = Clock::now();
+      MLA_RETURN_IF_ERROR(reduce_status);
+      MLA_RETURN_IF_ERROR(reducer.Finish());
+      double l = loss;
+      MLA_RETURN_IF_ERROR(comm_->AllReduce(absl::MakeSpan(&l, 1), ReduceOp::kAverage));
+      loss = l;
+      comm_s += Since(c0);
+    }
+    absl::Span<float> grads(model_->grads() + range_.begin, range_.size());
+    const auto c1 = Clock::now();
+    MLA_ASSIGN_OR_RETURN(ClipResult clip,
+                         ClipGradNorm(grads, o_.grad_clip, o_.zero_stage == 1 ? comm_ : nullptr));
+    if (o_.zero_stage == 1) comm_s += Since(c1);
+    const float lr = LearningRate(schedule_, step_);
+    const bool finite = clip.finite && std::isfinite(loss);
+    if (!finite && !o_.skip_nonfinite) {
+      return absl::DataLossError(absl::StrFormat(
+          "non-finite %s at step %d (loss %g, gradient norm %g); the parameters were not "
+          "updated. Lower the learning rate, or pass --skip_nonfinite to skip such steps",
+          std::isfinite(loss) ? "gradient norm" : "loss", step_, loss, clip.norm));
+    }
+    if (finite) {
+      opt_->Step(model_->params() + range_.begin, grads.data(), lr);
+      if (o_.zero_stage == 1) {
+        const auto c2 = Clock::now();
+        MLA_RETURN_IF_ERROR(zero_->AllGatherParameters(absl::MakeSpan(model_->params(), total)));
+        comm_s += Since(c2);
+      }
+    } else {
+      ++skipped_;
+      if (rank_ == 0)
+        LOG(WARNING) << "step " << step_ << ": non-finite loss or gradient, step skipped ("
+                     << skipped_ << " so far)";
+    }
+    ++step_;
+    tokens_seen_ += shapes_.global_rows * T;
+    const double dt = Since(t0);
+    window_time += dt;
+    window_comm += comm_s;
+    ++window_steps;
+
+    if (rank_ == 0 && (step_ % o_.log_interval == 0 || step_ == shapes_.steps)) {
+      const double tok_s = window_steps * shapes_.global_rows * T / window_time;
+      const double mfu = flops_per_token * tok_s / world_ / (peak_gflops_ * 1e9);
+      const double elapsed = Since(start);
+      const double eta = elapsed / (step_ - first_step) * (shapes_.steps - step_);
+      std::printf(
+          "step %6lld/%lld | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | MFU %5.1f%% | "
+          "comm %4.1f%% | elapsed %s | ETA %s\n",
+          static_cast<long long>(step_), static_cast<long long>(shapes_.steps), loss, lr,
+          clip.norm, tok_s, 100 * mfu, 100 * window_comm / window_time,
+          FormatDuration(elapsed).c_str(), FormatDuration(eta).c_str());
+      std::fflush(stdout);
+      Log(absl::StrFormat(
+          "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
+          "\"mfu\": %.4f, \"comm_share\": %.4f, \"tokens_seen\": %d, \"skipped_steps\": %d, "
+          "\"elapsed_s\": %.3f}",
+          step_, loss, lr, clip.norm, tok_s, mfu, window_comm / window_time, tokens_seen_,
+          skipped_, elapsed));
+      window_time = window_comm = 0;
+      window_steps = 0;
+    }
+    const bool last = step_ == shapes_.steps;
+    if ((o_.eval_interval > 0 && step_ % o_.eval_interval == 0) || last) {
+      MLA_ASSIGN_OR_RETURN(double val, Evaluate());
+      if (rank_ == 0 && std::isfinite(val)) {
+        std::printf("step %6lld | val_loss %.4f | val_ppl %.2f\n", static_cast<long long>(step_),
+                    val, std::exp(val));
+        std::fflush(stdout);
+        Log(absl::StrFormat("{\"step\": %d, \"val_loss\": %.6f, \"val_ppl\": %.4f}", step_, val,
+                            std::exp(val)));
+      }
+    }
+    int64_t stop = g_stop_signal;
+    MLA_RETURN_IF_ERROR(comm_->AllReduce(absl::MakeSpan(&stop, 1), ReduceOp::kMax));
+    if ((o_.ckpt_every > 0 && step_ % o_.ckpt_every == 0) || last || stop != 0) {
+      MLA_RETURN_IF_ERROR(Save());
+    }
+    if (stop != 0) {
+      if (rank_ == 0)
+        std::printf("mla-train: stopped by signal %lld after step %lld; checkpoint written\n",
+                    static_cast<long long>(stop), static_cast<long long>(step_));
+      break;
+    }
+  }
+  if (metrics_ != nullptr) std::fclose(metrics_);
+  metrics_ = nullptr;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunTraining(const TrainOptions& options, Communicator* comm) {
+  if (options.threads > 0) omp_set_num_threads(options.threads);
+  MLA_RETURN_IF_ERROR(AgreeOnStatus(*comm, ValidateTrainOptions(options, comm->size())));
+  Run run(options, comm);
+  MLA_RETURN_IF_ERROR(AgreeOnStatus(*comm, run.Setup()));
+  return AgreeOnStatus(*comm, run.Loop());
+}
+
+}  // namespace mla

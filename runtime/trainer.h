@@ -1,0 +1,63 @@
+#pragma once
+// Trainer: the data-parallel training loop of mla-train. One instance per
+// MPI rank; all ranks run the same sequence of collectives.
+//
+// Per step: every rank takes its slice of the global batch (runtime/data), runs
+// `accum` micro-batches of forward+backward, and gradient buckets are
+// averaged across ranks while the last micro-batch's backward still runs
+// (non-blocking all-reduce; ZeRO-1: one reduce-scatter at the end). Then
+// global-norm clipping, the non-finite guard, AdamW (on the rank's shard under
+// ZeRO-1, followed by an all-gather of the parameters), the LR schedule,
+// periodic validation, metrics, checkpoints and signal handling.
+//
+// Failure: Run returns a status; a failure seen by one rank is agreed on by
+// all (AgreeOnStatus) so no rank hangs in a collective.
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "comm/communicator.h"
+#include "runtime/model_config.h"
+
+namespace mla {
+
+struct TrainOptions {
+  ModelConfig model;  // vocab_size 0: taken from the training shard
+  std::string train_data, val_data, tokenizer;
+  std::string out_dir;
+  int64_t global_batch_tokens = 0;  // tokens per optimizer step, all ranks
+  int micro_batch = 0;              // sequences per forward/backward on one rank
+  int64_t steps = 0;                // 0: derived from token_budget
+  int64_t token_budget = 0;
+  float lr = 6e-4f, min_lr = 6e-5f;
+  int64_t warmup_steps = 0;
+  float weight_decay = 0.1f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
+  float grad_clip = 1.0f;  // 0: no clipping
+  uint64_t seed = 1;
+  int64_t eval_interval = 0;  // 0: only at the end
+  int64_t eval_batches = 0;   // per rank; 0: the whole validation shard
+  int64_t log_interval = 10;
+  int zero_stage = 0;
+  bool skip_nonfinite = false;
+  double bucket_mb = 25.0;
+  double peak_gflops = 0;  // for MFU; 0: measured at start (large sgemm)
+  int64_t ckpt_every = 0;  // 0: only at the end
+  int ckpt_keep_last = 3;
+  int ckpt_keep_every = 0;
+  std::string resume;  // "", "auto" or a checkpoint path
+  int threads = 0;     // OpenMP threads per rank; 0: leave as is
+  // Flag values as given, recorded in config.json and the checkpoint.
+  std::vector<std::pair<std::string, std::string>> flag_record;
+};
+
+// Checks the options that need no data (batch arithmetic, ranges).
+absl::Status ValidateTrainOptions(const TrainOptions& options, int world_size);
+
+// Runs training to completion (or until SIGINT/SIGTERM, after which the
+// current step finishes, a checkpoint is written and Run returns OK).
+absl::Status RunTraining(const TrainOptions& options, Communicator* comm);
+
+// Installs the SIGINT/SIGTERM handler that asks RunTraining to stop.
+void InstallStopSignalHandlers();
+
+}  // namespace mla
