@@ -1,0 +1,71 @@
+// mla-calc: prints the parameter count, training FLOPs per token and KV-cache
+// bytes per token of a model config, next to MHA of the same size.
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "runtime/model_config.h"
+
+ABSL_FLAG(std::string, attention, "mla_rope", "Attention kind: mha, mha_rope, mla or mla_rope.");
+ABSL_FLAG(int, vocab_size, 4096, "Vocabulary size V.");
+ABSL_FLAG(int, context_length, 512, "Context length T (FLOPs are counted at full context).");
+ABSL_FLAG(int, n_layer, 9, "Transformer blocks L.");
+ABSL_FLAG(int, d_model, 512, "Model width C.");
+ABSL_FLAG(int, n_head, 8, "Attention heads H.");
+ABSL_FLAG(int, kv_rank, 256, "MLA latent rank R.");
+ABSL_FLAG(int, rope_dim, 32, "mla_rope decoupled rotary dims.");
+ABSL_FLAG(int, q_rank, 0, "MLA query compression rank (0: none).");
+ABSL_FLAG(bool, latent_norm, false, "RMSNorm on the latents.");
+ABSL_FLAG(int, mlp_ratio, 4, "MLP width multiple.");
+ABSL_FLAG(bool, tied_embeddings, true, "Tie the output head to the embedding.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Prints parameters, training FLOPs/token and KV-cache bytes/token for a model config.\n"
+      "  mla-calc --attention=mla_rope --d_model=512 --kv_rank=256 --rope_dim=32");
+  absl::ParseCommandLine(argc, argv);
+  mla::ModelConfig c;
+  auto kind = mla::ParseAttentionKind(absl::GetFlag(FLAGS_attention));
+  if (!kind.ok()) {
+    std::fprintf(stderr, "mla-calc: error: %s\n", std::string(kind.status().message()).c_str());
+    return 1;
+  }
+  c.attention = *kind;
+  c.vocab_size = absl::GetFlag(FLAGS_vocab_size);
+  c.context_length = absl::GetFlag(FLAGS_context_length);
+  c.n_layer = absl::GetFlag(FLAGS_n_layer);
+  c.d_model = absl::GetFlag(FLAGS_d_model);
+  c.n_head = absl::GetFlag(FLAGS_n_head);
+  c.kv_rank = absl::GetFlag(FLAGS_kv_rank);
+  c.rope_dim = absl::GetFlag(FLAGS_rope_dim);
+  c.q_rank = absl::GetFlag(FLAGS_q_rank);
+  c.latent_norm = absl::GetFlag(FLAGS_latent_norm);
+  c.mlp_ratio = absl::GetFlag(FLAGS_mlp_ratio);
+  c.tied_embeddings = absl::GetFlag(FLAGS_tied_embeddings);
+  if (absl::Status s = mla::ValidateModelConfig(c); !s.ok()) {
+    std::fprintf(stderr, "mla-calc: error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  mla::ModelConfig mha = c;
+  mha.attention = mla::AttentionKind::kMha;
+  mha.q_rank = 0;
+  mha.latent_norm = false;
+  const mla::ModelCost cost = mla::ComputeModelCost(c), base = mla::ComputeModelCost(mha);
+  std::printf("%s", mla::ModelConfigToString(c).c_str());
+  std::printf("parameters                  %lld (non-embedding %lld)\n",
+              static_cast<long long>(cost.parameters),
+              static_cast<long long>(cost.non_embedding_parameters));
+  std::printf("training FLOPs per token    %.4g (6 per weight + attention at T=%d)\n",
+              cost.train_flops_per_token, c.context_length);
+  std::printf("KV cache per token          %lld values per layer, %lld bytes fp32, %lld bytes bf16 (all layers)\n",
+              static_cast<long long>(cost.kv_cache_values_per_token_per_layer),
+              static_cast<long long>(cost.kv_cache_bytes_per_token(4)),
+              static_cast<long long>(cost.kv_cache_bytes_per_token(2)));
+  std::printf("KV cache vs MHA             %.1f%% of MHA's %lld bytes fp32 (%.1f%% reduction)\n",
+              100.0 * cost.kv_cache_values_per_token / base.kv_cache_values_per_token,
+              static_cast<long long>(base.kv_cache_bytes_per_token(4)),
+              100.0 - 100.0 * cost.kv_cache_values_per_token / base.kv_cache_values_per_token);
+  return 0;
+}
