@@ -4,7 +4,10 @@
 // softmax row. Pure inline functions of their arguments.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#ifndef __CUDACC__
 #include <bit>
+#endif
 
 #include "layers/math/host_device.h"
 
@@ -36,7 +39,13 @@ MLA_HOST_DEVICE inline float Exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const float scale = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+#ifdef __CUDACC__
+  float scale;  // nvcc's host pass is C++17: no std::bit_cast
+  std::memcpy(&scale, &bits, sizeof(scale));
+#else
+  const float scale = std::bit_cast<float>(bits);  // memcpy would block vectorisation
+#endif
   return p * scale;
 #endif
 }
