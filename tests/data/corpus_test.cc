@@ -1,0 +1,82 @@
+// Reading corpora in the forms users have them.
+#include "runtime/data/corpus.h"
+
+#include <fstream>
+
+#include "data_test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace mla {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::vector<std::string> Parse(absl::string_view text, CorpusFormat f = CorpusFormat::kAuto) {
+  auto s = ParseCorpus(text, f, "test");
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? *s : std::vector<std::string>{};
+}
+
+TEST(Corpus, EndOfTextSeparatedStoriesAreSplitAndTrimmed) {
+  EXPECT_THAT(Parse("One day.\nThe end.\n<|endoftext|>\nTwo.  <|endoftext|>\n\n<|endoftext|>"),
+              ElementsAre("One day.\nThe end.", "Two."));
+}
+
+TEST(Corpus, TinyStoriesJsonArrayGivesTheStoryFields) {
+  const char* json = R"([
+    {"story": "Tom ran.\nHe said \"hi\".", "instruction": {"prompt:": "x", "words": ["a", "b"]},
+     "summary": "s", "source": "GPT-4"},
+    {"summary": "no story here", "n": -1.5e3, "ok": true, "z": null},
+    {"source": "x", "story": "Caf\u00e9 \ud83d\ude00 \/ done"}
+  ])";
+  EXPECT_THAT(Parse(json), ElementsAre("Tom ran.\nHe said \"hi\".", "Café 😀 / done"));
+}
+
+TEST(Corpus, JsonLinesWithTextFieldAreRead) {
+  EXPECT_THAT(Parse("{\"text\": \"A.\"}\n{\"text\": \"B.\", \"id\": 2}\n"),
+              ElementsAre("A.", "B."));
+}
+
+TEST(Corpus, PlainLinesAreOneStoryEach) {
+  EXPECT_THAT(Parse("first story\r\n\nsecond story\n"), ElementsAre("first story", "second story"));
+}
+
+TEST(Corpus, MalformedJsonNamesTheFileAndOffset) {
+  auto s = ParseCorpus("[{\"story\": \"a\"} {\"story\": \"b\"}]", CorpusFormat::kJson, "c.json");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("c.json: malformed JSON at byte 16"));
+}
+
+TEST(Corpus, UnterminatedJsonStringIsAnError) {
+  EXPECT_FALSE(ParseCorpus("[{\"story\": \"abc", CorpusFormat::kJson, "c").ok());
+}
+
+TEST(Corpus, EmptyFileIsAnErrorNamingIt) {
+  std::string path = testing_util::FreshDir() + "/empty.txt";
+  std::ofstream(path).close();
+  auto s = ReadCorpus(path, CorpusFormat::kAuto);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr(path));
+  EXPECT_THAT(s.status().message(), HasSubstr("no stories"));
+}
+
+TEST(Corpus, MissingFileIsNotFoundNamingIt) {
+  std::string path = testing_util::FreshDir() + "/missing.txt";
+  auto s = ReadCorpus(path, CorpusFormat::kAuto);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(s.status().message(), HasSubstr(path));
+}
+
+TEST(Corpus, WrittenLinesReadBackAsTheSameStories) {
+  std::string path = testing_util::FreshDir() + "/stories.txt";
+  ASSERT_TRUE(WriteCorpusLines(path, {"A b.", "C\nd."}).ok());
+  auto s = ReadCorpus(path, CorpusFormat::kAuto);
+  ASSERT_TRUE(s.ok());
+  EXPECT_THAT(*s, ElementsAre("A b.", "C d."));
+}
+
+}  // namespace
+}  // namespace mla
