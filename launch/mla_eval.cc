@@ -71,7 +71,8 @@ ABSL_FLAG(std::string, out, "",
 ABSL_FLAG(std::string, judge_out, "",
           "report: judge-ready JSONL for an external LLM grader (default: <out>.judge.jsonl when "
           "--out is set).");
-ABSL_FLAG(int, max_new_tokens, 128, "Token limit per generation (must be below the context).");
+ABSL_FLAG(int, max_new_tokens, 0,
+          "Token limit per generation, below the context; 0 = until EOS or the context is full.");
 ABSL_FLAG(double, temperature, 0.0, "Sampling temperature; 0 = greedy.");
 ABSL_FLAG(int, top_k, 0, "Sample from the k most likely tokens (0 = all).");
 ABSL_FLAG(double, top_p, 1.0, "Nucleus sampling mass in (0, 1] (1 = off).");
@@ -258,7 +259,13 @@ SamplingParams FlagSampling(uint64_t seed) {
   return s;
 }
 
-absl::Status ParsePromptObject(const json::Value& v, PromptLine* p) {
+// 0 means "until the context is full": the context-full stop comes first.
+int FlagTokenLimit(int context) {
+  const int n = absl::GetFlag(FLAGS_max_new_tokens);
+  return n == 0 ? context : n;
+}
+
+absl::Status ParsePromptObject(const json::Value& v, int context, PromptLine* p) {
   if (v.type != json::Value::Type::kObject)
     return absl::InvalidArgumentError("a prompt line must be a JSON object");
   auto integer = [](const json::Value& x, absl::string_view key, int64_t lo,
@@ -284,7 +291,10 @@ absl::Status ParsePromptObject(const json::Value& v, PromptLine* p) {
       else return absl::InvalidArgumentError("\"id\" must be a string or a number");
     } else if (key == "max_new_tokens") {
       MLA_RETURN_IF_ERROR(integer(x, key, 1, &i));
-      p->request.max_new_tokens = static_cast<int>(std::min<int64_t>(i, 1 << 30));
+      if (i >= context)
+        return absl::InvalidArgumentError(
+            absl::StrCat("max_new_tokens ", i, " is beyond the context of ", context));
+      p->request.max_new_tokens = static_cast<int>(i);
     } else if (key == "top_k") {
       MLA_RETURN_IF_ERROR(integer(x, key, 0, &i));
       p->request.sampling.top_k = static_cast<int>(std::min<int64_t>(i, 1 << 30));
@@ -317,10 +327,10 @@ absl::StatusOr<std::vector<PromptLine>> ReadPrompts(const std::string& path,
     PromptLine p;
     p.line = n;
     p.id = absl::StrCat(n);
-    p.request.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+    p.request.max_new_tokens = FlagTokenLimit(context);
     p.request.sampling = FlagSampling(static_cast<uint64_t>(absl::GetFlag(FLAGS_seed)) + out.size());
     auto v = json::Parse(line);
-    p.status = v.ok() ? ParsePromptObject(*v, &p) : v.status();
+    p.status = v.ok() ? ParsePromptObject(*v, context, &p) : v.status();
     if (p.status.ok()) {
       const std::vector<int> ids = tok.Encode(p.text);
       p.request.prompt.assign(ids.begin(), ids.end());
@@ -328,9 +338,6 @@ absl::StatusOr<std::vector<PromptLine>> ReadPrompts(const std::string& path,
         p.status = absl::InvalidArgumentError(absl::StrCat(
             "prompt of ", ids.size(), " tokens is longer than the context allows (", context - 1,
             " tokens, leaving room for one generated token)"));
-      else if (p.request.max_new_tokens >= context)
-        p.status = absl::InvalidArgumentError(absl::StrCat(
-            "max_new_tokens ", p.request.max_new_tokens, " is beyond the context of ", context));
     }
     if (!p.status.ok())
       p.status = absl::InvalidArgumentError(
@@ -406,10 +413,10 @@ std::string GenerationJsonl(const GenerationRun& run, const Tokenizer& tok) {
 }
 
 absl::Status CheckTokenLimit(const ModelConfig& c) {
-  if (absl::GetFlag(FLAGS_max_new_tokens) < 1 ||
+  if (absl::GetFlag(FLAGS_max_new_tokens) < 0 ||
       absl::GetFlag(FLAGS_max_new_tokens) >= c.context_length)
     return absl::InvalidArgumentError(
-        absl::StrCat("--max_new_tokens must be in [1, context ", c.context_length, "), got ",
+        absl::StrCat("--max_new_tokens must be in [0, context ", c.context_length, "), got ",
                      absl::GetFlag(FLAGS_max_new_tokens)));
   return ValidateSamplingParams(FlagSampling(0));
 }
@@ -598,7 +605,7 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
         p.text = text;
         const std::vector<int> ids = m.tokenizer->Encode(text);
         p.request.prompt.assign(ids.begin(), ids.end());
-        p.request.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+        p.request.max_new_tokens = FlagTokenLimit(c.context_length);
         p.request.sampling = FlagSampling(static_cast<uint64_t>(absl::GetFlag(FLAGS_seed)) + i - 1);
         if (static_cast<int>(ids.size()) >= c.context_length)
           p.status = absl::InvalidArgumentError("default opening longer than the context");

@@ -13,7 +13,7 @@
 // errors add rather than multiply: 11·3.8e-6 ≈ 4.2e-5 of the logit scale. The
 // cached and the full path each carry at most that error, so they differ by
 // at most 2·4.2e-5 ≈ 8.4e-5; we allow 1e-4·max(1, max|logit|) (observed
-// differences are ~2e-6). // A wrong position, a missing rotary or bias term or a stale cache row moves
+// differences are ~2e-6). A wrong position, a missing rotary or bias term or a stale cache row moves
 // logits by O(max|logit|).
 #include <algorithm>
 #include <cmath>
