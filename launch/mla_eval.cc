@@ -91,6 +91,9 @@ ABSL_FLAG(int, bench_steps, 32,
           "report: decode steps timed per cell; the cache grows from context − steps to context.");
 ABSL_FLAG(int, bench_repeats, 2, "report: repeats per speed cell (the fastest counts).");
 ABSL_FLAG(int64_t, init_seed, 1, "Seed of the random-init model.");
+ABSL_FLAG(int, threads, 0,
+          "OpenMP threads (0 = OMP_NUM_THREADS or all cores). On a machine shared with other "
+          "jobs, 1 avoids threads spinning at barriers while another is descheduled.");
 
 namespace mla {
 namespace {
@@ -707,6 +710,8 @@ absl::Status Run(Communicator& comm) {
         absl::StrCat("unknown --task '", task, "' (expected loss, generate or report)"));
   if (!absl::GetFlag(FLAGS_random_init_config).empty() && task != "report")
     return absl::InvalidArgumentError("--random_init_config is for --task=report only");
+  if (absl::GetFlag(FLAGS_threads) < 0) return absl::InvalidArgumentError("--threads must be >= 0");
+  if (absl::GetFlag(FLAGS_threads) > 0) omp_set_num_threads(absl::GetFlag(FLAGS_threads));
   CpuKernels kernels;
   MLA_ASSIGN_OR_RETURN(EvalModel m, LoadEvalModel(&kernels));
   if (task == "loss") return RunLoss(comm, m);
