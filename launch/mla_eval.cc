@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "base/cli.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -724,7 +725,7 @@ absl::Status Run(Communicator& comm) {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  mla::SetCommandLineUsage(
       "Evaluates a checkpoint: validation loss, KV-cached generation, KV-cache/speed report.\n"
       "  mla-eval --task=loss --checkpoint=RUN_DIR --val_shard=val.bin [--out=loss.json]\n"
       "  mpirun -np 4 mla-eval --task=loss ...        (windows split across ranks)\n"

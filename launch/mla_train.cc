@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "base/cli.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
@@ -139,7 +140,7 @@ absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  mla::SetCommandLineUsage(
       "Trains a GPT language model with multi-head or multi-head latent attention.\n"
       "  mpirun -np N mla-train --flagfile=recipes/cpu/mla_rope.flags [--flag=value ...]\n"
       "  mla-train --train_data=data/train.bin --steps=200 --out_dir=runs/x   (one rank)\n"

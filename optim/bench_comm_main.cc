@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "base/cli.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -139,7 +140,7 @@ absl::Status Run() {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  mla::SetCommandLineUsage(
       "Measures all-reduce bandwidth (1..128 MiB float buffers), the bucketed gradient\n"
       "all-reduce and AdamW step throughput. Usage: mpirun -np 2 mla-bench-comm [flags]");
   absl::ParseCommandLine(argc, argv);

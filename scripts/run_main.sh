@@ -36,7 +36,7 @@ echo "== checkpoint"
 
 if [ -x "$BIN/launch/mla-eval" ]; then
   echo "== mla-eval"
-  "$BIN/launch/mla-eval" --checkpoint="$OUT/checkpoints" --task=loss --val_data=data/val.bin
+  "$BIN/launch/mla-eval" --checkpoint="$OUT/checkpoints" --task=loss --val_shard=data/val.bin --out="$OUT/eval_loss.json"
   "$BIN/launch/mla-eval" --checkpoint="$OUT/checkpoints" --task=generate \
     --prompts=recipes/prompts/stories.jsonl --out="$OUT/generations.jsonl"
   "$BIN/launch/mla-eval" --checkpoint="$OUT/checkpoints" --task=report --out="$OUT/report.json"

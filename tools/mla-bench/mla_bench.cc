@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/cli.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -65,7 +66,7 @@ double MeasurePeakGflops(int n) {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  mla::SetCommandLineUsage(
       "Measures training throughput and MFU of each attention kind on the CPU.\n"
       "Usage: mla-bench [--kinds=mha,mla_rope] [--layers=6 --d_model=256 ...]");
   absl::ParseCommandLine(argc, argv);

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <string>
 
+#include "base/cli.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -22,7 +23,7 @@ ABSL_FLAG(int, mlp_ratio, 4, "MLP width multiple.");
 ABSL_FLAG(bool, tied_embeddings, true, "Tie the output head to the embedding.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  mla::SetCommandLineUsage(
       "Prints parameters, training FLOPs/token and KV-cache bytes/token for a model config.\n"
       "  mla-calc --attention=mla_rope --d_model=512 --kv_rank=256 --rope_dim=32");
   absl::ParseCommandLine(argc, argv);

@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "base/cli.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -175,7 +176,7 @@ int Main() {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  mla::SetCommandLineUsage(
       "save/load throughput of a paper-scale checkpoint vs raw write/read of the same bytes.\n"
       "  mpirun -np N mla-bench-ckpt [--dir=DIR] [--repeats=3] [--chunk_bytes=1048576]");
   absl::ParseCommandLine(argc, argv);

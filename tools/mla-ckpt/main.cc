@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/cli.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -349,7 +350,7 @@ absl::StatusOr<int> Run(const std::vector<std::string>& args) {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  mla::SetCommandLineUsage(
       "inspect, compare, verify and export mlatrain checkpoints.\n"
       "  mla-ckpt ls CKPT        tensors, shapes, dtypes, bytes\n"
       "  mla-ckpt show CKPT      step, provenance, AdamW scalars, config, state\n"

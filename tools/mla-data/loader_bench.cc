@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/cli.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -25,10 +26,7 @@ ABSL_FLAG(double, step_seconds, 1.0,
           "paper's model on CPU).");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("times the data loader: per-batch cost against a training step");
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view f) { return absl::StrContains(f, "mla-data/"); };
-  absl::SetFlagsUsageConfig(usage);
+  mla::SetCommandLineUsage("times the data loader: per-batch cost against a training step");
   absl::ParseCommandLine(argc, argv);
   google::InitGoogleLogging(argv[0]);
   using Clock = std::chrono::steady_clock;

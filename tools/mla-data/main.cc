@@ -12,6 +12,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/cli.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -253,14 +254,9 @@ absl::Status Run(const std::vector<char*>& args) {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(mla::kUsage);
+  mla::SetCommandLineUsage(mla::kUsage);
   // --help lists this tool's flags (Abseil's default matches the program name
   // against the defining file's name, which is main.cc here).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::StrContains(file, "tools/mla-data/");
-  };
-  absl::SetFlagsUsageConfig(usage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   google::InitGoogleLogging(argv[0]);
   absl::Status status = mla::Run(args);
