@@ -142,7 +142,7 @@ absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
 int main(int argc, char** argv) {
   mla::SetCommandLineUsage(
       "Trains a GPT language model with multi-head or multi-head latent attention.\n"
-      "  mpirun -np N mla-train --flagfile=recipes/cpu/mla_rope.flags [--flag=value ...]\n"
+      "  mpirun -np N mla-train --flagfile=recipes/cpu/quickstart.flags [--flag=value ...]\n"
       "  mla-train --train_data=data/train.bin --steps=200 --out_dir=runs/x   (one rank)\n"
       "Writes OUT_DIR/config.json, OUT_DIR/metrics.jsonl and OUT_DIR/checkpoints/.");
   absl::ParseCommandLine(argc, argv);

@@ -36,9 +36,12 @@ echo "== checkpoint"
 
 if [ -x "$BIN/launch/mla-eval" ]; then
   echo "== mla-eval"
-  "$BIN/launch/mla-eval" --checkpoint="$OUT/checkpoints" --task=loss --val_shard=data/val.bin --out="$OUT/eval_loss.json"
+  mpirun "${MPI_FLAGS[@]}" -np "$RANKS" -x OMP_NUM_THREADS=1 "$BIN/launch/mla-eval" \
+    --checkpoint="$OUT/checkpoints" --task=loss --val_shard=data/val.bin --threads=1 \
+    --out="$OUT/eval_loss.json"
   "$BIN/launch/mla-eval" --checkpoint="$OUT/checkpoints" --task=generate \
-    --prompts=recipes/prompts/stories.jsonl --out="$OUT/generations.jsonl"
-  "$BIN/launch/mla-eval" --checkpoint="$OUT/checkpoints" --task=report --out="$OUT/report.json"
+    --prompts=recipes/prompts/stories.jsonl --max_new_tokens=200 --threads=1 \
+    --out="$OUT/generations.jsonl"
+  "$BIN/launch/mla-eval" --checkpoint="$OUT/checkpoints" --task=report --threads=1 --out="$OUT/report.json"
 fi
 echo "== done: metrics in $OUT/metrics.jsonl, checkpoints in $OUT/checkpoints"
