@@ -21,6 +21,7 @@
 #include "checkpoint/writer.h"
 #include "glog/logging.h"
 #include "layers/cpu/cpu_kernels.h"
+#include "layers/cpu/peak_flops.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/schedule.h"
@@ -29,7 +30,6 @@
 #include "runtime/data/token_shard.h"
 #include "runtime/gpt_model.h"
 #include "runtime/model_checkpoint.h"
-#include "runtime/random.h"
 
 namespace mla {
 namespace {
@@ -63,29 +63,6 @@ std::string JsonEscape(const std::string& s) {
     }
   }
   return out;
-}
-
-// Peak GFLOP/s of one rank: the best of five 1536³ sgemms through the same
-// oneDNN path the model uses.
-double MeasurePeakGflops() {
-  CpuKernels kernels;
-  const int n = 1536;
-  std::vector<float> a(static_cast<size_t>(n) * n), b(a.size()), c(a.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    a[i] = static_cast<float>(UniformAt(9, 1, i)) - 0.5f;
-    b[i] = static_cast<float>(UniformAt(9, 2, i)) - 0.5f;
-  }
-  MatmulShape s;
-  s.M = s.N = s.K = n;
-  s.lda = s.ldb = s.ldc = n;
-  kernels.matmul().Run(s, a.data(), b.data(), nullptr, c.data());
-  double best = 0;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = Clock::now();
-    kernels.matmul().Run(s, a.data(), b.data(), nullptr, c.data());
-    best = std::max(best, 2.0 * n * n * static_cast<double>(n) / Since(t0) / 1e9);
-  }
-  return best;
 }
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path, absl::string_view what) {
@@ -271,7 +248,7 @@ absl::Status Run::Setup() {
   } else {
     model_->InitParameters(o_.seed);
   }
-  peak_gflops_ = o_.peak_gflops > 0 ? o_.peak_gflops : MeasurePeakGflops();
+  peak_gflops_ = o_.peak_gflops > 0 ? o_.peak_gflops : MeasureSgemmPeakGflops(1536, 5);
 
   if (rank_ == 0) {
     std::error_code ec;

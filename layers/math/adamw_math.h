@@ -15,13 +15,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifndef MLA_HOST_DEVICE
-#ifdef __CUDACC__
-#define MLA_HOST_DEVICE __host__ __device__
-#else
-#define MLA_HOST_DEVICE
-#endif
-#endif
+#include "layers/math/host_device.h"
 
 namespace mla {
 

@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "layers/cpu/cpu_kernels.h"
+#include "layers/cpu/peak_flops.h"
 #include "layers/profiling_kernels.h"
 #include "optim/adamw.h"
 #include "runtime/gpt_model.h"
@@ -41,26 +42,6 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-double MeasurePeakGflops(int n) {
-  CpuKernels kernels;
-  std::vector<float> a(static_cast<size_t>(n) * n), b(a.size()), c(a.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    a[i] = static_cast<float>(UniformAt(1, 1, i)) - 0.5f;
-    b[i] = static_cast<float>(UniformAt(1, 2, i)) - 0.5f;
-  }
-  MatmulShape s;
-  s.M = s.N = s.K = n;
-  s.lda = s.ldb = s.ldc = n;
-  kernels.matmul().Run(s, a.data(), b.data(), nullptr, c.data());
-  double best = 0.0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = Clock::now();
-    kernels.matmul().Run(s, a.data(), b.data(), nullptr, c.data());
-    const double sec = Seconds(t0, Clock::now());
-    best = std::max(best, 2.0 * n * n * static_cast<double>(n) / sec / 1e9);
-  }
-  return best;
-}
 
 }  // namespace
 }  // namespace mla
@@ -82,7 +63,7 @@ int main(int argc, char** argv) {
   const int B = absl::GetFlag(FLAGS_batch), T = base.context_length;
   const int steps = absl::GetFlag(FLAGS_steps);
 
-  const double peak = MeasurePeakGflops(absl::GetFlag(FLAGS_peak_size));
+  const double peak = MeasureSgemmPeakGflops(absl::GetFlag(FLAGS_peak_size), 5);
   std::printf("threads=%d  sgemm peak (%d^3, best of 5) = %.1f GFLOP/s\n", omp_get_max_threads(),
               absl::GetFlag(FLAGS_peak_size), peak);
   std::printf("config: layers=%d d=%d heads=%d vocab=%d context=%d batch=%d kv_rank=%d rope_dim=%d\n",

@@ -1,0 +1,32 @@
+#include "layers/cpu/peak_flops.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "layers/cpu/onednn_matmul.h"
+
+namespace mla {
+
+double MeasureSgemmPeakGflops(int n, int repeats) {
+  OnednnMatmul matmul;
+  std::vector<float> a(static_cast<size_t>(n) * n), b(a.size()), c(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {  // any non-special values will do
+    a[i] = static_cast<float>(i % 17) * 0.03125f - 0.25f;
+    b[i] = static_cast<float>(i % 13) * 0.0625f - 0.375f;
+  }
+  MatmulShape s;
+  s.M = s.N = s.K = n;
+  s.lda = s.ldb = s.ldc = n;
+  matmul.Run(s, a.data(), b.data(), nullptr, c.data());
+  double best = 0;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    matmul.Run(s, a.data(), b.data(), nullptr, c.data());
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * n * n * static_cast<double>(n) / sec / 1e9);
+  }
+  return best;
+}
+
+}  // namespace mla
