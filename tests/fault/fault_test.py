@@ -102,9 +102,16 @@ def assert_all_finite(test, path):
         f.visititems(check)
 
 
+def strict_json(line):
+    """json.loads that refuses NaN/Infinity, which are not JSON."""
+    def refuse(name):
+        raise ValueError(f"non-JSON constant {name} in {line!r}")
+    return json.loads(line, parse_constant=refuse)
+
+
 def metrics(out_dir):
     with open(os.path.join(out_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [strict_json(line) for line in f if line.strip()]
 
 
 def params(path):
@@ -175,7 +182,7 @@ class KillDuringCheckpointTest(unittest.TestCase):
         for i in range(self.KILLS):
             before = ckpt_step(latest_path(out)) if i > 0 else None
             log = open(os.path.join(TMP, f"kill9-{i}.log"), "w")
-            proc = subprocess.Popen(train_cmd(out, resume="auto", **common), stdout=log,
+            proc = subprocess.Popen(["stdbuf", "-oL"] + train_cmd(out, resume="auto", **common), stdout=log,
                                     stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
             d = ckpt_dir(out)
 
@@ -303,39 +310,65 @@ class SigtermTest(unittest.TestCase):
 
 
 class DiskFullTest(unittest.TestCase):
-    """The file system fills up during a save."""
+    """The file system fills up during a save: with an LD_PRELOAD shim that
+    fails writes to `*.h5.tmp` with ENOSPC after a byte budget (no privileges
+    needed), and on a real small tmpfs where mounting is allowed."""
 
-    def check_disk_full(self, out, proc, first_ok):
+    def check_disk_full(self, out, proc):
         self.assertNotEqual(proc.returncode, 0)
         lines = [l for l in proc.stderr.splitlines() if l.startswith("mla-train: error:")]
         self.assertEqual(len(lines), 1, proc.stderr)
-        self.assertIn("saving checkpoint", lines[0])
-        self.assertRegex(lines[0], r"No space left on device|ENOSPC|MPI_ERR_NO_SPACE|write failed")
-        # Every committed checkpoint is intact and `latest` names one of them.
+        m = re.search(r"saving checkpoint \S*/ckpt-(\d+)\.h5: .*write failed", lines[0])
+        self.assertIsNotNone(m, lines[0])
+        failed = int(m.group(1))
+        # OpenMPI's I/O layer names the errno on its own line.
+        self.assertIn("No space left on device", proc.stderr)
+        # Every checkpoint before the failing save is committed and intact,
+        # the failing one was never committed, and `latest` names the newest.
         d = ckpt_dir(out)
-        done = sorted(n for n in os.listdir(d) if re.fullmatch(r"ckpt-\d+\.h5", n))
-        self.assertEqual(done[:len(first_ok)], first_ok)
+        done = sorted((n for n in os.listdir(d) if re.fullmatch(r"ckpt-\d+\.h5", n)),
+                      key=lambda n: int(n[5:-3]))
+        self.assertGreaterEqual(failed, 2, "no checkpoint was committed before the disk filled")
+        self.assertEqual(done, [f"ckpt-{s}.h5" for s in range(1, failed)])
         for n in done:
             verify(self, os.path.join(d, n))
             assert_all_finite(self, os.path.join(d, n))
-        self.assertIn(os.path.basename(latest_path(out)), done)
+        self.assertEqual(os.path.basename(latest_path(out)), done[-1])
+        return failed
 
-    def test_enospc_while_saving_is_one_clear_error_and_older_checkpoints_verify(self):
-        # A save writes ~1 checkpoint's bytes; allow two and a half.
-        probe = os.path.join(TMP, "probe")
+    def checkpoint_bytes(self, tag):
+        probe = os.path.join(TMP, tag)
         self.assertEqual(run_train(probe, steps=1).returncode, 0)
-        size = os.path.getsize(latest_path(probe))
-        out = os.path.join(TMP, "enospc")
+        return os.path.getsize(latest_path(probe))
+
+    def run_with_shim(self, tag):
+        self.assertTrue(os.path.exists(SHIM), f"{SHIM} not built")
+        size = self.checkpoint_bytes(f"{tag}-probe")
+        out = os.path.join(TMP, tag)
+        # HDF5 rewrites some metadata, so a save writes a little more than
+        # the file's size: a budget of 2.5 files fails the 2nd or 3rd save.
         env = dict(ENV, LD_PRELOAD=SHIM, MLA_ENOSPC_MATCH=".h5.tmp",
                    MLA_ENOSPC_AFTER=str(int(2.5 * size)))
         proc = run_train(out, env=env, steps=6, ckpt_every=1, ckpt_keep_last=10)
-        print(f"enospc: checkpoint {size} bytes; stderr: {proc.stderr.strip()}", flush=True)
-        self.check_disk_full(out, proc, ["ckpt-1.h5", "ckpt-2.h5"])
+        print(f"{tag}: checkpoint {size} bytes, exit {proc.returncode}; stderr:\n{proc.stderr.strip()}",
+              flush=True)
+        return out, proc
+
+    def test_enospc_while_saving_is_one_clear_error_and_older_checkpoints_verify(self):
+        out, proc = self.run_with_shim("enospc")
+        self.check_disk_full(out, proc)
+
+    @unittest.expectedFailure
+    def test_enospc_while_saving_exits_with_status_1_not_a_signal(self):
+        # Known issue: after a failed write, HDF5 1.10 keeps the half-closed
+        # file in its ID table and crashes closing it again at MPI_Finalize
+        # (SIGSEGV in H5F__close_cb), after the error line above is printed
+        # and with the older checkpoints intact. docs/reliability.md.
+        out, proc = self.run_with_shim("enospc-exit")
+        self.assertEqual(proc.returncode, 1)
 
     def test_full_tmpfs_while_saving_is_one_clear_error_and_older_checkpoints_verify(self):
-        probe = os.path.join(TMP, "probe-tmpfs")
-        self.assertEqual(run_train(probe, steps=1).returncode, 0)
-        size = os.path.getsize(latest_path(probe))
+        size = self.checkpoint_bytes("tmpfs-probe")
         mnt = os.path.join(TMP, "tmpfs")
         os.makedirs(mnt)
         # Room for the run's small files and two and a half checkpoints.
@@ -347,8 +380,8 @@ class DiskFullTest(unittest.TestCase):
         try:
             out = os.path.join(mnt, "run")
             proc = run_train(out, steps=6, ckpt_every=1, ckpt_keep_last=10)
-            print(f"tmpfs: checkpoint {size} bytes; stderr: {proc.stderr.strip()}", flush=True)
-            self.check_disk_full(out, proc, ["ckpt-1.h5", "ckpt-2.h5"])
+            print(f"tmpfs: checkpoint {size} bytes, exit {proc.returncode}", flush=True)
+            self.check_disk_full(out, proc)
         finally:
             subprocess.run(["umount", "-l", mnt], capture_output=True)
 
@@ -371,7 +404,7 @@ class NonFiniteTest(unittest.TestCase):
         proc = run_train(out, steps=10, lr=1e30, min_lr=0, warmup_steps=0, ckpt_every=1,
                          ckpt_keep_last=10)
         self.assertNotEqual(proc.returncode, 0)
-        self.assertRegex(proc.stderr, r"mla-train: error: non-finite (loss|gradient norm) at step \d+")
+        self.assertRegex(proc.stderr, r"mla-train: error: (rank \d+: )?non-finite (loss|gradient norm) at step \d+")
         step = int(re.search(r"non-finite \S+(?: norm)? at step (\d+)", proc.stderr).group(1))
         names = self.finite_checkpoints(out)
         # Checkpoints exist for exactly the steps completed before the failure.
@@ -383,7 +416,8 @@ class NonFiniteTest(unittest.TestCase):
                          skip_nonfinite="true")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         recs = [m for m in metrics(out) if "loss" in m]
-        nonfinite = [m["step"] for m in recs if not np.isfinite(m["loss"]) or not np.isfinite(m["grad_norm"])]
+        # metrics.jsonl writes a non-finite number as null (JSON has no NaN).
+        nonfinite = [m["step"] for m in recs if m["loss"] is None or m["grad_norm"] is None]
         self.assertGreater(len(nonfinite), 0, "lr=1e30 did not make any step non-finite")
         self.assertEqual(recs[-1]["skipped_steps"], len(nonfinite))
         names = self.finite_checkpoints(out)

@@ -14,7 +14,10 @@ cd "$(dirname "$0")/../.."
 BUILD_DIR="${BUILD_DIR:-build-fuzz}"
 SECONDS_EACH="${FUZZ_SECONDS:-60}"
 TARGETS=("$@")
-if [ ${#TARGETS[@]} -eq 0 ]; then TARGETS=(token_shard checkpoint_reader model_config corpus_json); fi
+# checkpoint_reader is not in the default set: mutated HDF5 metadata crashes
+# HDF5 1.10 itself within seconds (docs/reliability.md), which no mlatrain
+# change can fix; run it by name.
+if [ ${#TARGETS[@]} -eq 0 ]; then TARGETS=(token_shard model_config corpus_json); fi
 
 CC=clang CXX=clang++ cmake -S tests/fuzz -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD_DIR" -j2 --target "${TARGETS[@]/#/fuzz_}"
@@ -31,9 +34,9 @@ for t in "${TARGETS[@]}"; do
   art="$BUILD_DIR/artifacts/$t/"
   mkdir -p "$work" "$art"
   log="$BUILD_DIR/fuzz_$t.log"
-  # -max_len: the checkpoint seed is ~20 KB; the others are small text/binary.
+  # -max_len: the checkpoint seed is ~190 KB (mostly HDF5 metadata); the others are small.
   maxlen=4096
-  if [ "$t" = checkpoint_reader ]; then maxlen=65536; fi
+  if [ "$t" = checkpoint_reader ]; then maxlen=262144; fi
   if "$BUILD_DIR/fuzz_$t" "$work" "tests/fuzz/corpus/$t" -max_total_time="$SECONDS_EACH" \
        -max_len="$maxlen" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
        -artifact_prefix="$art" >"$log" 2>&1; then
