@@ -186,10 +186,24 @@ class KillDuringCheckpointTest(unittest.TestCase):
                                     stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
             d = ckpt_dir(out)
 
+            def tmp_files():
+                out = {}
+                for n in (os.listdir(d) if os.path.isdir(d) else []):
+                    if n.endswith(".h5.tmp"):
+                        try:
+                            out[n] = os.stat(os.path.join(d, n)).st_mtime_ns
+                        except OSError:
+                            pass
+                return out
+
+            # A killed save leaves its .tmp until the next commit; only a .tmp
+            # this run creates or rewrites is a write in progress.
+            stale = tmp_files() if i > 0 else {}
+
             def writing():
                 try:
                     return (os.path.exists(os.path.join(d, "latest")) and
-                            any(n.endswith(".h5.tmp") for n in os.listdir(d)))
+                            any(stale.get(n) != t for n, t in tmp_files().items()))
                 except OSError:
                     return False
 
