@@ -65,6 +65,12 @@ std::string JsonEscape(const std::string& s) {
   return out;
 }
 
+// A number for metrics.jsonl: JSON has no NaN or Infinity (printf's "nan"
+// would make the line unparsable), so a non-finite value is written as null.
+std::string JsonNumber(const absl::FormatSpec<double>& format, double v) {
+  return std::isfinite(v) ? absl::StrFormat(format, v) : "null";
+}
+
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path, absl::string_view what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(what, " ", path, ": cannot open"));
@@ -476,11 +482,12 @@ absl::Status Run::Loop() {
           FormatDuration(elapsed).c_str(), FormatDuration(eta).c_str());
       std::fflush(stdout);
       Log(absl::StrFormat(
-          "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
-          "\"mfu\": %.4f, \"comm_share\": %.4f, \"tokens_seen\": %d, \"skipped_steps\": %d, "
+          "{\"step\": %d, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, \"tokens_per_s\": %s, "
+          "\"mfu\": %s, \"comm_share\": %s, \"tokens_seen\": %d, \"skipped_steps\": %d, "
           "\"elapsed_s\": %.3f}",
-          step_, loss, lr, clip.norm, tok_s, mfu, window_comm / window_time, tokens_seen_,
-          skipped_, elapsed));
+          step_, JsonNumber("%.6f", loss), JsonNumber("%.6e", lr), JsonNumber("%.6f", clip.norm),
+          JsonNumber("%.1f", tok_s), JsonNumber("%.4f", mfu),
+          JsonNumber("%.4f", window_comm / window_time), tokens_seen_, skipped_, elapsed));
       window_time = window_comm = 0;
       window_steps = 0;
     }
@@ -491,8 +498,8 @@ absl::Status Run::Loop() {
         std::printf("step %6lld | val_loss %.4f | val_ppl %.2f\n", static_cast<long long>(step_),
                     val, std::exp(val));
         std::fflush(stdout);
-        Log(absl::StrFormat("{\"step\": %d, \"val_loss\": %.6f, \"val_ppl\": %.4f}", step_, val,
-                            std::exp(val)));
+        Log(absl::StrFormat("{\"step\": %d, \"val_loss\": %.6f, \"val_ppl\": %s}", step_, val,
+                            JsonNumber("%.4f", std::exp(val))));
       }
     }
     int64_t stop = g_stop_signal;

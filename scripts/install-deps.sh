@@ -13,6 +13,8 @@ PACKAGES=(
   libgoogle-glog-dev
   libgtest-dev libgmock-dev
   python3 python3-torch python3-h5py python3-numpy python3-matplotlib
+  # Fuzzing (tests/fuzz/run.sh): clang with libFuzzer/ASan runtimes, its OpenMP.
+  clang libclang-rt-14-dev libomp-dev
 )
 
 missing=()

@@ -1,0 +1,247 @@
+"""Bad inputs to mla-train, mla-ckpt, mla-calc and mla-bench that the other
+test folders do not cover (the full table is docs/bad-inputs.md). Each test
+gives one bad input and checks: a non-zero exit, exactly one error line
+naming the bad thing, no crash (signal, abort, MPI abort banner), and that
+nothing was written that looks like a checkpoint.
+
+Run by ctest as `python3 bad_input_test.py BUILD_DIR`.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import h5py
+
+BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.environ["MLA_BINARY_DIR"]
+TRAIN = os.path.join(BUILD, "launch", "mla-train")
+CKPT = os.path.join(BUILD, "tools", "mla-ckpt", "mla-ckpt")
+CALC = os.path.join(BUILD, "tools", "mla-calc", "mla-calc")
+BENCH = os.path.join(BUILD, "tools", "mla-bench", "mla-bench")
+DATA_TOOL = os.path.join(BUILD, "tools", "mla-data", "mla-data")
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+TMP = tempfile.mkdtemp(prefix="mla-bad-input-test-")
+DATA = os.path.join(TMP, "data")
+GOOD_RUN = os.path.join(TMP, "good")  # one finished run whose checkpoint the tests damage
+
+
+def setUpModule():
+    subprocess.run([DATA_TOOL, "all", "--count", "600", "--vocab_size", "400", "--out", DATA],
+                   check=True, capture_output=True)
+    proc = subprocess.run(train_cmd(GOOD_RUN), capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def tearDownModule():
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+def flags(out_dir, **overrides):
+    f = {
+        "attention": "mla_rope", "n_layer": 1, "d_model": 32, "n_head": 4, "context_length": 16,
+        "kv_rank": 8, "rope_dim": 4, "train_data": f"{DATA}/train.bin",
+        "val_data": f"{DATA}/val.bin", "tokenizer": f"{DATA}/tokenizer.model",
+        "global_batch_tokens": 16 * 4, "micro_batch": 4, "steps": 2, "warmup_steps": 1,
+        "eval_batches": 1, "out_dir": out_dir, "peak_gflops": 1, "threads": 1,
+    }
+    f.update(overrides)
+    return [f"--{k}={v}" for k, v in f.items() if v is not None]
+
+
+def train_cmd(out_dir, **overrides):
+    return [TRAIN] + flags(out_dir, **overrides)
+
+
+def good_checkpoint():
+    d = os.path.join(GOOD_RUN, "checkpoints")
+    with open(os.path.join(d, "latest")) as f:
+        return os.path.join(d, f.read().strip())
+
+
+class BadInput(unittest.TestCase):
+    def run_tool(self, cmd, timeout=60):
+        return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+
+    def assert_refused(self, proc, *needles, prefix="mla-train: error:"):
+        self.assertNotEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertGreater(proc.returncode, 0, f"killed by signal {-proc.returncode}")
+        text = proc.stderr
+        for bad in ("Aborted", "core dumped", "MPI_ABORT", "Check failed", "terminate called",
+                    "Segmentation"):
+            self.assertNotIn(bad, text)
+        errors = [l for l in text.splitlines() if l.startswith(prefix)] if prefix else text.splitlines()
+        self.assertEqual(len(errors), 1, text)
+        for n in needles:
+            self.assertIn(n, errors[0])
+        return errors[0]
+
+    def refused_train(self, *needles, extra=(), **overrides):
+        out = os.path.join(TMP, self.id().rsplit(".", 1)[1])
+        proc = self.run_tool(train_cmd(out, **overrides) + list(extra))
+        line = self.assert_refused(proc, *needles)
+        ck = os.path.join(out, "checkpoints")
+        self.assertFalse(os.path.isdir(ck) and any(n.endswith(".h5") for n in os.listdir(ck)))
+        return line
+
+
+class MlaTrainFlags(BadInput):
+    def test_missing_flagfile_is_named(self):
+        proc = self.run_tool([TRAIN, f"--flagfile={TMP}/no-such.flags"])
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("no-such.flags", proc.stderr)
+
+    def test_flagfile_with_unknown_flag_names_it(self):
+        ff = os.path.join(TMP, "typo.flags")
+        with open(ff, "w") as f:
+            f.write("--n_layers=4\n")
+        proc = self.run_tool([TRAIN, f"--flagfile={ff}"])
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("n_layers", proc.stderr)
+
+    def test_unknown_flag_is_named(self):
+        proc = self.run_tool(train_cmd(os.path.join(TMP, "x")) + ["--learning_rate=1"])
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("learning_rate", proc.stderr)
+
+    def test_non_numeric_value_is_named(self):
+        proc = self.run_tool(train_cmd(os.path.join(TMP, "x"), steps="ten"))
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("steps", proc.stderr)
+        self.assertIn("ten", proc.stderr)
+
+    def test_negative_steps_is_refused(self):
+        self.refused_train("steps", steps=-5)
+
+    def test_no_steps_and_no_token_budget_is_refused(self):
+        self.refused_train("--steps", steps=0, token_budget=0)
+
+    def test_micro_batch_not_dividing_the_rank_batch_is_refused(self):
+        self.refused_train("micro_batch=3", micro_batch=3)
+
+    def test_global_batch_not_a_multiple_of_context_is_refused(self):
+        self.refused_train("global_batch_tokens=70", "context_length=16", global_batch_tokens=70)
+
+    def test_unknown_attention_kind_is_named(self):
+        self.refused_train("mla2", attention="mla2")
+
+    def test_heads_not_dividing_width_is_named(self):
+        self.refused_train("n_head=5", n_head=5)
+
+    def test_zero_stage_2_is_refused(self):
+        self.refused_train("zero=2", zero=2)
+
+    def test_cuda_device_says_not_supported(self):
+        self.refused_train("cuda", device="cuda")
+
+    def test_unknown_device_is_named(self):
+        self.refused_train("tpu", device="tpu")
+
+    def test_negative_learning_rate_is_refused(self):
+        self.refused_train("lr", lr=-1)
+
+    def test_min_lr_above_lr_is_refused(self):
+        self.refused_train("min_lr", lr=1e-3, min_lr=1e-2)
+
+    def test_overflowing_learning_rate_is_refused(self):
+        self.refused_train("lr", lr=1e39)
+
+    def test_vocab_smaller_than_the_shard_is_named(self):
+        self.refused_train("vocab_size=100", "train.bin", vocab_size=100)
+
+
+class MlaTrainFiles(BadInput):
+    def test_missing_train_shard_is_named(self):
+        self.refused_train("missing.bin", train_data=os.path.join(TMP, "missing.bin"))
+
+    def test_missing_val_shard_is_named(self):
+        self.refused_train("no-val.bin", val_data=os.path.join(TMP, "no-val.bin"))
+
+    def test_text_file_as_train_shard_is_not_a_shard(self):
+        p = os.path.join(TMP, "text.bin")
+        with open(p, "w") as f:
+            f.write("Once upon a time there was a shard that was not one." * 10)
+        self.refused_train("text.bin", "bad magic", train_data=p)
+
+    def test_truncated_val_shard_is_named(self):
+        p = os.path.join(TMP, "val-cut.bin")
+        with open(f"{DATA}/val.bin", "rb") as f:
+            raw = f.read()
+        with open(p, "wb") as f:
+            f.write(raw[: len(raw) - 3])
+        self.refused_train("val-cut.bin", val_data=p)
+
+    def test_missing_tokenizer_is_named(self):
+        self.refused_train("no.model", tokenizer=os.path.join(TMP, "no.model"))
+
+    def test_out_dir_that_is_a_file_is_refused(self):
+        p = os.path.join(TMP, "a-file")
+        with open(p, "w") as f:
+            f.write("x")
+        proc = self.run_tool([TRAIN] + flags(p))
+        self.assert_refused(proc, "a-file")
+
+    def test_resume_from_missing_checkpoint_is_named(self):
+        self.refused_train("nothing-here.h5", resume=os.path.join(TMP, "nothing-here.h5"))
+
+    def test_resume_from_corrupt_checkpoint_names_file_and_damage(self):
+        p = os.path.join(TMP, "corrupt.h5")
+        shutil.copy(good_checkpoint(), p)
+        # Flip one byte inside the first chunk of a parameter tensor (found
+        # with h5py, independently of mlatrain): its fletcher32 sum must fail.
+        with h5py.File(p, "r") as f:
+            chunk = f["model"]["wte.weight"].id.get_chunk_info(0)
+        at = chunk.byte_offset + chunk.size // 2
+        with open(p, "r+b") as f:
+            f.seek(at)
+            b = f.read(1)
+            f.seek(at)
+            f.write(bytes([b[0] ^ 0xFF]))
+        self.refused_train("corrupt.h5", "Fletcher32", resume=p)
+
+    def test_resume_from_truncated_checkpoint_names_file(self):
+        p = os.path.join(TMP, "cut.h5")
+        with open(good_checkpoint(), "rb") as f:
+            raw = f.read()
+        with open(p, "wb") as f:
+            f.write(raw[: len(raw) // 2])
+        self.refused_train("cut.h5", resume=p)
+
+    def test_resume_with_another_model_config_says_so(self):
+        self.refused_train("different model config", resume=good_checkpoint(), d_model=64)
+
+    def test_resume_from_a_shard_instead_of_a_checkpoint_is_refused(self):
+        self.refused_train("train.bin", resume=f"{DATA}/train.bin")
+
+
+class OtherTools(BadInput):
+    def test_ckpt_verify_of_missing_path_is_named(self):
+        proc = self.run_tool([CKPT, "verify", os.path.join(TMP, "nope.h5")])
+        self.assert_refused(proc, "nope.h5", prefix="mla-ckpt")
+
+    def test_ckpt_verify_of_empty_directory_is_refused(self):
+        d = os.path.join(TMP, "empty-run")
+        os.makedirs(d, exist_ok=True)
+        proc = self.run_tool([CKPT, "verify", d])
+        self.assert_refused(proc, "empty-run", prefix="mla-ckpt")
+
+    def test_ckpt_unknown_subcommand_is_refused(self):
+        proc = self.run_tool([CKPT, "frobnicate", good_checkpoint()])
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("frobnicate", proc.stderr)
+
+    def test_calc_invalid_config_is_named(self):
+        proc = self.run_tool([CALC, "--n_head=5", "--d_model=32"])
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("n_head", proc.stderr)
+
+    def test_bench_unknown_attention_kind_is_named(self):
+        proc = self.run_tool([BENCH, "--kinds=mla2", "--steps=1", "--warmup=0"])
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("mla2", proc.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[2:])
