@@ -16,10 +16,15 @@ Hid& Hid::operator=(Hid&& other) noexcept {
   return *this;
 }
 
+namespace {
+bool hdf5_library_damaged = false;
+}  // namespace
+
 absl::Status Hid::Close() {
   if (!valid()) return absl::OkStatus();
   herr_t rc = 0;
-  switch (H5Iget_type(id_)) {
+  const H5I_type_t type = H5Iget_type(id_);
+  switch (type) {
     case H5I_FILE: rc = H5Fclose(id_); break;
     case H5I_GROUP: rc = H5Gclose(id_); break;
     case H5I_DATASET: rc = H5Dclose(id_); break;
@@ -29,10 +34,18 @@ absl::Status Hid::Close() {
     case H5I_GENPROP_LST: rc = H5Pclose(id_); break;
     default: rc = H5Idec_ref(id_); break;
   }
+  const bool file = type == H5I_FILE;
   id_ = H5I_INVALID_HID;
-  if (rc < 0) return Hdf5Error("closing an HDF5 object failed");
+  if (rc < 0) {
+    // HDF5 1.10 keeps a file whose final flush failed in its ID table and
+    // crashes closing it again at library shutdown; remember it.
+    if (file) hdf5_library_damaged = true;
+    return Hdf5Error("closing an HDF5 object failed");
+  }
   return absl::OkStatus();
 }
+
+bool Hdf5LibraryDamaged() { return hdf5_library_damaged; }
 
 void Hid::Reset() { Close().IgnoreError(); }
 

@@ -39,6 +39,11 @@ class Hid {
   hid_t id_ = H5I_INVALID_HID;
 };
 
+// True once closing an HDF5 file has failed (e.g. ENOSPC on its final
+// flush). HDF5 1.10 then crashes at its own shutdown (MPI_Finalize / exit), so
+// a program should end with std::_Exit after reporting its error.
+bool Hdf5LibraryDamaged();
+
 // Turns off HDF5's printing of its error stack to stderr; errors become
 // statuses instead. Cheap; called at every entry point.
 void SilenceHdf5Errors();

@@ -404,4 +404,6 @@ absl::StatusOr<std::string> SaveCheckpoint(MPI_Comm comm, const CheckpointState&
   return final_path;
 }
 
+bool SaveLeftHdf5Damaged() { return Hdf5LibraryDamaged(); }
+
 }  // namespace mla::ckpt

@@ -58,4 +58,10 @@ struct SaveOptions {
 absl::StatusOr<std::string> SaveCheckpoint(MPI_Comm comm, const CheckpointState& state,
                                            const SaveOptions& options);
 
+// True after a save whose file could not be closed (e.g. the disk filled up
+// during its final flush). HDF5 1.10 then crashes during its own shutdown at
+// MPI_Finalize/exit, so a program that sees this should report its error and
+// end with std::_Exit(status) instead of returning from main.
+bool SaveLeftHdf5Damaged();
+
 }  // namespace mla::ckpt

@@ -2,6 +2,7 @@
 // ranks. `mpirun -np N mla-train --flagfile=recipes/X.flags [--flag=...]`, or
 // without mpirun as one rank.
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "base/cli.h"
@@ -10,6 +11,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "checkpoint/writer.h"
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
 #include "glog/logging.h"
@@ -165,6 +167,12 @@ int main(int argc, char** argv) {
   if (!status.ok()) {
     if ((*comm)->rank() == 0 || !options.ok())
       std::fprintf(stderr, "mla-train: error: %s\n", std::string(status.message()).c_str());
+    if (mla::ckpt::SaveLeftHdf5Damaged()) {
+      // HDF5 would crash in its shutdown hook; end without it.
+      std::fflush(stdout);
+      std::fflush(stderr);
+      std::_Exit(1);
+    }
     comm->reset();
     return 1;
   }
