@@ -1,8 +1,8 @@
 #pragma once
 // Element-wise CUDA kernels built from the shared math in layers/math/ (the
 // same inline functions the CPU kernels run, so the CPU tests check this math):
-// tanh-GELU forward/backward and the AdamW update. The first pieces of the
-// CUDA backend; the full `--device=cuda` kernel set is not built yet.
+// tanh-GELU forward/backward and the AdamW update, callable on their own
+// (CudaKernels, layers/cuda/cuda_kernels.h, uses the same launchers).
 //
 // Pointers are device memory; calls are asynchronous on `stream` (0: the
 // default stream). Launch failures come back as a status naming the call.

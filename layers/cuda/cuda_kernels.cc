@@ -1,0 +1,405 @@
+#include "layers/cuda/cuda_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "layers/cuda/cuda_check.h"
+#include "layers/cuda/elementwise_launch.h"
+#include "layers/cuda/kernels_launch.h"
+#include "layers/math/activation_math.h"
+
+namespace mla::cuda {
+namespace {
+
+// A launcher's cudaError_t (as int) must be success; the message names the kernel.
+void Launched(int code, const char* kernel) {
+  CHECK(code == cudaSuccess) << kernel << " launch: "
+                             << cudaGetErrorString(static_cast<cudaError_t>(code));
+}
+
+// Alignment every product of a batch keeps: the first pointer's and the
+// batch stride's (in bytes).
+int BatchAlignment(const void* p, int64_t stride_elements, int batch) {
+  int a = PointerAlignment(p);
+  if (batch > 1 && stride_elements != 0) {
+    const int s = PointerAlignment(
+        reinterpret_cast<const void*>(static_cast<uintptr_t>(stride_elements * sizeof(float))));
+    a = std::min(a, s);
+  }
+  return a;
+}
+
+// Fused bias epilogues read the bias with vector loads; offer them only
+// 16-byte aligned vectors (the parameter buffer places biases anywhere).
+constexpr int kEpilogueVectorAlignment = 16;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CudaKernels>> CudaKernels::Create() {
+  int count = 0;
+  if (absl::Status s = CudaStatus(cudaGetDeviceCount(&count), "cudaGetDeviceCount"); !s.ok())
+    return s;
+  if (count == 0) return absl::FailedPreconditionError("no CUDA device visible");
+  cudaStream_t stream = nullptr;
+  if (absl::Status s = CudaStatus(cudaStreamCreate(&stream), "cudaStreamCreate"); !s.ok())
+    return s;
+  absl::StatusOr<std::unique_ptr<LtMatmul>> matmul = LtMatmul::Create(stream);
+  if (!matmul.ok()) {
+    cudaStreamDestroy(stream);
+    return matmul.status();
+  }
+  return std::unique_ptr<CudaKernels>(new CudaKernels(stream, std::move(*matmul)));
+}
+
+CudaKernels::~CudaKernels() {
+  const cudaError_t e = cudaStreamSynchronize(stream_);
+  LOG_IF(ERROR, e != cudaSuccess) << "cudaStreamSynchronize: " << cudaGetErrorString(e);
+  matmul_.reset();
+  cudaStreamDestroy(stream_);
+}
+
+void CudaKernels::Synchronize() { MLA_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+void CudaKernels::RowGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float* A, int64_t lda, int64_t stride_a, const float* B,
+                          int64_t ldb, int64_t stride_b, bool accumulate, float* C, int64_t ldc,
+                          int64_t stride_c, int batch) {
+  // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ with the
+  // same transpose flags: swap the operands.
+  MatmulKey key;
+  key.m = N;
+  key.n = M;
+  key.k = K;
+  key.trans_a = tb;
+  key.trans_b = ta;
+  key.lda = ldb;
+  key.ldb = lda;
+  key.ldc = ldc;
+  key.batch = batch;
+  key.stride_a = stride_b;
+  key.stride_b = stride_a;
+  key.stride_c = stride_c;
+  key.accumulate = accumulate;
+  key.align_a = BatchAlignment(B, stride_b, batch);
+  key.align_b = BatchAlignment(A, stride_a, batch);
+  key.align_c = BatchAlignment(C, stride_c, batch);
+  MatmulArgs args;
+  args.a = B;
+  args.b = A;
+  args.c = C;
+  args.alpha = alpha;
+  matmul_->Run(key, args);
+}
+
+void CudaKernels::LinearForward(const float* x, const float* w, const float* bias, float* y,
+                                int64_t M, int64_t N, int64_t K, Epilogue epilogue,
+                                bool accumulate) {
+  CHECK(!(accumulate && epilogue == Epilogue::kBiasGelu)) << "GELU does not accumulate";
+  MatmulEpilogue fused = MatmulEpilogue::kDefault;
+  if (epilogue == Epilogue::kBias) fused = MatmulEpilogue::kBias;
+  if (epilogue == Epilogue::kBiasGelu) fused = MatmulEpilogue::kGeluBias;
+  MatmulArgs args;
+  args.a = w;
+  args.b = x;
+  args.c = y;
+  args.bias = const_cast<float*>(bias);
+  if (fused != MatmulEpilogue::kDefault && PointerAlignment(bias) >= kEpilogueVectorAlignment &&
+      matmul_->Run(LinearForwardKey(M, N, K, fused, accumulate, x, w, bias, y), args))
+    return;
+  // Unfused: plain GEMM, then bias and GELU kernels.
+  args.bias = nullptr;
+  matmul_->Run(LinearForwardKey(M, N, K, MatmulEpilogue::kDefault, accumulate, x, w, nullptr, y),
+               args);
+  if (epilogue != Epilogue::kNone)
+    Launched(launch::AddBiasRows(bias, y, M, N, stream_), "AddBiasRowsKernel");
+  if (epilogue == Epilogue::kBiasGelu)
+    Launched(launch::GeluForward(y, y, M * N, stream_), "GeluForwardKernel");
+}
+
+void CudaKernels::LinearBackward(const float* x, const float* w, const float* dy, float* dx,
+                                 float* dw, float* db, int64_t M, int64_t N, int64_t K,
+                                 bool accumulate_dx) {
+  if (dx != nullptr) {
+    MatmulArgs args;
+    args.a = w;
+    args.b = dy;
+    args.c = dx;
+    matmul_->Run(LinearBackwardDataKey(M, N, K, accumulate_dx, dy, w, dx), args);
+  }
+  bool db_done = false;
+  if (dw != nullptr) {
+    MatmulArgs args;
+    args.a = x;
+    args.b = dy;
+    args.c = dw;
+    if (db != nullptr) {
+      // BGRADB writes (not adds) the bias gradient: into scratch, added below.
+      float* scratch = bias_grad_.Reserve(N);
+      args.bias = scratch;
+      if (matmul_->Run(LinearBackwardWeightKey(M, N, K, MatmulEpilogue::kBGradB, x, dy, dw,
+                                               scratch),
+                       args)) {
+        Launched(launch::Add(scratch, db, N, stream_), "AddKernel");
+        db_done = true;
+      }
+      args.bias = nullptr;
+    }
+    if (!db_done)
+      matmul_->Run(LinearBackwardWeightKey(M, N, K, MatmulEpilogue::kDefault, x, dy, dw, nullptr),
+                   args);
+  }
+  if (db != nullptr && !db_done)
+    Launched(launch::ColumnSumAccumulate(dy, M, N, N, db, stream_), "ColumnReduceKernel");
+}
+
+void CudaKernels::LinearGeluForward(const float* x, const float* w, const float* bias, float* pre,
+                                    float* h, int64_t M, int64_t N, int64_t K) {
+  MatmulArgs args;
+  args.a = w;
+  args.b = x;
+  args.c = h;
+  args.bias = const_cast<float*>(bias);
+  args.aux = pre;
+  args.ld_aux = N;
+  // cuBLASLt wants the aux leading dimension divisible by 8.
+  if (N % 8 == 0 && PointerAlignment(bias) >= kEpilogueVectorAlignment &&
+      PointerAlignment(pre) >= kEpilogueVectorAlignment) {
+    MatmulKey key = LinearForwardKey(M, N, K, MatmulEpilogue::kGeluAuxBias, false, x, w, bias, h);
+    key.align_aux = PointerAlignment(pre);
+    if (matmul_->Run(key, args)) return;
+  }
+  LinearForward(x, w, bias, pre, M, N, K, Epilogue::kBias, false);
+  GeluForward(pre, h, M * N);
+}
+
+void CudaKernels::LinearBackwardDGelu(const float* dy, const float* w, const float* pre,
+                                      float* dpre, float* db, int64_t M, int64_t N, int64_t K) {
+  // DGELU_BGRAD writes the bias gradient: into scratch, then added to db.
+  float* scratch = bias_grad_.Reserve(K);
+  MatmulArgs args;
+  args.a = w;
+  args.b = dy;
+  args.c = dpre;
+  args.bias = scratch;
+  args.aux = const_cast<float*>(pre);
+  args.ld_aux = K;
+  if (K % 8 == 0 && PointerAlignment(pre) >= kEpilogueVectorAlignment) {
+    MatmulKey key = LinearBackwardDataKey(M, N, K, false, dy, w, dpre);
+    key.epilogue = MatmulEpilogue::kDGeluBGrad;
+    key.align_bias = PointerAlignment(scratch);
+    key.align_aux = PointerAlignment(pre);
+    if (matmul_->Run(key, args)) {
+      Launched(launch::Add(scratch, db, K, stream_), "AddKernel");
+      return;
+    }
+  }
+  LinearBackward(nullptr, w, dy, dpre, nullptr, nullptr, M, N, K, false);
+  GeluBackward(pre, dpre, dpre, M * K);
+  Launched(launch::ColumnSumAccumulate(dpre, M, K, K, db, stream_), "ColumnReduceKernel");
+}
+
+void CudaKernels::LayerNormForward(const float* x, const float* w, const float* b, float* y,
+                                   float* mean, float* rstd, int64_t M, int64_t C) {
+  Launched(launch::LayerNormForward(x, w, b, y, mean, rstd, M, C, stream_),
+           "LayerNormForwardKernel");
+}
+
+void CudaKernels::LayerNormBackward(const float* dy, const float* x, const float* w,
+                                    const float* mean, const float* rstd, float* dx, float* dw,
+                                    float* db, int64_t M, int64_t C) {
+  Launched(launch::LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db, M, C, stream_),
+           "LayerNormBackward kernels");
+}
+
+void CudaKernels::RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64_t M,
+                                 int64_t C) {
+  Launched(launch::RmsNormForward(x, w, y, rstd, M, C, stream_), "RmsNormForwardKernel");
+}
+
+void CudaKernels::RmsNormBackward(const float* dy, const float* x, const float* w,
+                                  const float* rstd, float* dx, float* dw, int64_t M, int64_t C) {
+  Launched(launch::RmsNormBackward(dy, x, w, rstd, dx, dw, M, C, stream_),
+           "RmsNormBackward kernels");
+}
+
+void CudaKernels::GeluForward(const float* u, float* h, int64_t n) {
+  Launched(launch::GeluForward(u, h, n, stream_), "GeluForwardKernel");
+}
+
+void CudaKernels::GeluBackward(const float* u, const float* dh, float* du, int64_t n) {
+  Launched(launch::GeluBackward(u, dh, du, n, stream_), "GeluBackwardKernel");
+}
+
+void CudaKernels::EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe,
+                                   float* x, int B, int T, int C) {
+  Launched(launch::EmbeddingForward(tokens, wte, wpe, x, B, T, C, stream_),
+           "EmbeddingForwardKernel");
+}
+
+void CudaKernels::EmbeddingBackward(const int32_t* tokens, const float* dx, float* dwte,
+                                    float* dwpe, int B, int T, int C) {
+  Launched(launch::EmbeddingBackward(tokens, dx, dwte, dwpe, B, T, C, stream_),
+           "EmbeddingBackwardKernel");
+}
+
+const CudaKernels::RopeTable& CudaKernels::GetRopeTable(int dims, float theta, int positions) {
+  RopeTable& table = rope_tables_[{dims, theta}];
+  if (table.positions >= positions) return table;
+  // The CPU path's table: angles in double, rounded to float once.
+  const int half = dims / 2;
+  std::vector<float> c(static_cast<size_t>(positions) * half), s(c.size());
+  for (int p = 0; p < positions; ++p) {
+    for (int i = 0; i < half; ++i) {
+      const double a = static_cast<double>(p) * math::RopeFrequency(i, dims, theta);
+      c[static_cast<size_t>(p) * half + i] = static_cast<float>(std::cos(a));
+      s[static_cast<size_t>(p) * half + i] = static_cast<float>(std::sin(a));
+    }
+  }
+  // The old tables may still be read by queued kernels: replace only after them.
+  Synchronize();
+  table.cos = DeviceBuffer<float>();
+  table.sin = DeviceBuffer<float>();
+  table.cos.Reserve(static_cast<int64_t>(c.size()));
+  table.sin.Reserve(static_cast<int64_t>(s.size()));
+  MLA_CUDA_CHECK(cudaMemcpy(table.cos.data(), c.data(), c.size() * sizeof(float),
+                            cudaMemcpyHostToDevice));
+  MLA_CUDA_CHECK(cudaMemcpy(table.sin.data(), s.data(), s.size() * sizeof(float),
+                            cudaMemcpyHostToDevice));
+  table.positions = positions;
+  return table;
+}
+
+void CudaKernels::Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int heads, int dims,
+                       float theta, bool inverse) {
+  CHECK_EQ(dims % 2, 0);
+  const RopeTable& table = GetRopeTable(dims, theta, pos0 + T);
+  Launched(launch::Rope(x, ld, rows, T, pos0, heads, dims, table.cos.data(), table.sin.data(),
+                        inverse, stream_),
+           "RopeKernel");
+}
+
+void CudaKernels::AttentionForward(const AttentionViews& in, float* y, int64_t ld_y,
+                                   float* probs) {
+  const int B = in.B, T = in.T, H = in.H, D = in.D, P = in.P;
+  const int64_t TT = static_cast<int64_t>(T) * T;
+  for (int b = 0; b < B; ++b) {
+    const int64_t row0 = static_cast<int64_t>(b) * T;
+    float* S = probs + static_cast<int64_t>(b) * H * TT;
+    // S_h = scale·Q_h·K_hᵀ for every head h (batch stride D along the row).
+    RowGemm(false, true, T, T, D, in.scale, in.q + row0 * in.ld_q, in.ld_q, D,
+            in.k + row0 * in.ld_k, in.ld_k, D, false, S, T, TT, H);
+  }
+  if (in.q_rope != nullptr) {
+    // S_h += scale·Q_r,h·K_rᵀ: K_r is shared by the heads, so batch over the
+    // sequences (stride T rows) and loop over heads.
+    for (int h = 0; h < H; ++h) {
+      RowGemm(false, true, T, T, P, in.scale, in.q_rope + static_cast<int64_t>(h) * P,
+              in.ld_q_rope, T * in.ld_q_rope, in.k_rope, in.ld_k_rope, T * in.ld_k_rope, true,
+              probs + h * TT, T, H * TT, B);
+    }
+  }
+  Launched(launch::CausalSoftmax(probs, static_cast<int64_t>(B) * H * T, T, stream_),
+           "CausalSoftmaxKernel");
+  for (int b = 0; b < B; ++b) {
+    const int64_t row0 = static_cast<int64_t>(b) * T;
+    RowGemm(false, false, T, D, T, 1.0f, probs + static_cast<int64_t>(b) * H * TT, T, TT,
+            in.v + row0 * in.ld_v, in.ld_v, D, false, y + row0 * ld_y, ld_y, D, H);
+  }
+}
+
+void CudaKernels::AttentionBackward(const AttentionViews& in, const float* probs, const float* dy,
+                                    int64_t ld_dy, const AttentionGrads& g) {
+  const int B = in.B, T = in.T, H = in.H, D = in.D, P = in.P;
+  const int64_t TT = static_cast<int64_t>(T) * T;
+  float* dS = dscores_.Reserve(static_cast<int64_t>(B) * H * TT);
+  float* dkr_parts =
+      in.q_rope != nullptr ? dkr_parts_.Reserve(static_cast<int64_t>(B) * H * T * P) : nullptr;
+  for (int b = 0; b < B; ++b) {
+    const int64_t row0 = static_cast<int64_t>(b) * T;
+    const float* Pb = probs + static_cast<int64_t>(b) * H * TT;
+    float* dSb = dS + static_cast<int64_t>(b) * H * TT;
+    const float* dYb = dy + row0 * ld_dy;
+    // dP = dY·Vᵀ;  dV = Pᵀ·dY
+    RowGemm(false, true, T, T, D, 1.0f, dYb, ld_dy, D, in.v + row0 * in.ld_v, in.ld_v, D, false,
+            dSb, T, TT, H);
+    RowGemm(true, false, T, D, T, 1.0f, Pb, T, TT, dYb, ld_dy, D, false, g.dv + row0 * g.ld_dv,
+            g.ld_dv, D, H);
+  }
+  Launched(launch::CausalSoftmaxBackward(probs, dS, static_cast<int64_t>(B) * H * T, T, stream_),
+           "CausalSoftmaxBackwardKernel");
+  for (int b = 0; b < B; ++b) {
+    const int64_t row0 = static_cast<int64_t>(b) * T;
+    const float* dSb = dS + static_cast<int64_t>(b) * H * TT;
+    // dQ = scale·dS·K;  dK = scale·dSᵀ·Q
+    RowGemm(false, false, T, D, T, in.scale, dSb, T, TT, in.k + row0 * in.ld_k, in.ld_k, D, false,
+            g.dq + row0 * g.ld_dq, g.ld_dq, D, H);
+    RowGemm(true, false, T, D, T, in.scale, dSb, T, TT, in.q + row0 * in.ld_q, in.ld_q, D, false,
+            g.dk + row0 * g.ld_dk, g.ld_dk, D, H);
+    if (in.q_rope != nullptr) {
+      // Per-head parts of dK_r = scale·dS_hᵀ·Q_r,h, summed over heads below.
+      RowGemm(true, false, T, P, T, in.scale, dSb, T, TT, in.q_rope + row0 * in.ld_q_rope,
+              in.ld_q_rope, P, false, dkr_parts + static_cast<int64_t>(b) * H * T * P, P,
+              static_cast<int64_t>(T) * P, H);
+    }
+  }
+  if (in.q_rope != nullptr) {
+    // dQ_r,h = scale·dS_h·K_r: K_r is shared by the heads, so batch over the
+    // sequences per head.
+    for (int h = 0; h < H; ++h) {
+      RowGemm(false, false, T, P, T, in.scale, dS + h * TT, T, H * TT, in.k_rope, in.ld_k_rope,
+              T * in.ld_k_rope, false, g.dq_rope + static_cast<int64_t>(h) * P, g.ld_dq_rope,
+              T * g.ld_dq_rope, B);
+    }
+    Launched(launch::SumHeads(dkr_parts, g.dk_rope, g.ld_dk_rope, B, T, H, P, stream_),
+             "SumHeadsKernel");
+  }
+}
+
+double CudaKernels::SoftmaxCrossEntropy(float* logits, const int32_t* targets, float* dlogits,
+                                        int64_t M, int64_t V, float grad_scale) {
+  float* rows = row_loss_.Reserve(M);
+  Launched(launch::SoftmaxCrossEntropy(logits, targets, dlogits, rows, M, V, grad_scale, stream_),
+           "SoftmaxCrossEntropyKernel");
+  std::vector<float> host(static_cast<size_t>(M));
+  MLA_CUDA_CHECK(
+      cudaMemcpyAsync(host.data(), rows, M * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  Synchronize();
+  double total = 0.0;
+  for (float r : host) total += static_cast<double>(r);
+  return total;
+}
+
+void CudaKernels::Add(const float* x, float* y, int64_t n) {
+  Launched(launch::Add(x, y, n, stream_), "AddKernel");
+}
+
+void CudaKernels::Fill(float* x, float value, int64_t n) {
+  Launched(launch::Fill(x, value, n, stream_), "FillKernel");
+}
+
+void CudaKernels::Copy(const float* x, float* y, int64_t n) {
+  if (n == 0) return;
+  MLA_CUDA_CHECK(cudaMemcpyAsync(y, x, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaKernels::Scale(float* x, float s, int64_t n) {
+  Launched(launch::Scale(x, s, n, stream_), "ScaleKernel");
+}
+
+double CudaKernels::SumOfSquares(const float* x, int64_t n) {
+  double* out = sum_squares_.Reserve(1);
+  MLA_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(double), stream_));
+  Launched(launch::SumSquaresAccumulate(x, n, out, stream_), "SumSquaresKernel");
+  double host = 0.0;
+  MLA_CUDA_CHECK(cudaMemcpyAsync(&host, out, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+  Synchronize();
+  return host;
+}
+
+void CudaKernels::AdamWStep(float* params, float* m, float* v, const float* grads,
+                            const uint8_t* decay, int64_t n, const AdamWStepScalars& scalars) {
+  Launched(launch::AdamWStep(params, m, v, grads, decay, n, scalars, stream_), "AdamWKernel");
+}
+
+}  // namespace mla::cuda

@@ -1,0 +1,120 @@
+#pragma once
+// CudaKernels: the kernel interface (layers/kernels.h) on one GPU, fp32.
+//
+//   Linear      cuBLASLt (LtMatmul) with fused epilogues: BIAS and GELU_BIAS
+//               forward, BGRADB for the bias gradient of the weight GEMM;
+//               plans cached per shape (MatmulKey), one 32 MiB workspace.
+//               Epilogues without an algorithm fall back to GEMM + kernels.
+//   Attention   per batch row, strided-batched cuBLASLt GEMMs over the heads
+//               (scores, P·V and the five backward products) around a causal
+//               softmax kernel; the shared rotary key (mla_rope) is batched
+//               over the sequences per head instead, and its gradient is
+//               summed over heads by a kernel.
+//   the rest    .cu kernels (layers/cuda/kernels.cu) over the shared math in
+//               layers/math/.
+//
+// Beyond the interface it offers the fused MLP pieces (GELU_AUX_BIAS forward,
+// DGELU_BGRAD backward), the global gradient norm's sum of squares, scaling
+// and the AdamW step, for the GPU training loop.
+//
+// All pointers are device memory of the device current at Create. Calls are
+// asynchronous on the object's stream, except SoftmaxCrossEntropy and
+// SumOfSquares, which return host values and so wait for the stream. Launch
+// and library failures inside the void interface are invariant breaches:
+// CHECK-fail with a message naming the kernel or call. Owns its stream,
+// cuBLASLt handle, workspace and grow-only scratch. Not thread safe.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "layers/cuda/device_buffer.h"
+#include "layers/cuda/lt_matmul.h"
+#include "layers/kernels.h"
+#include "layers/math/adamw_math.h"
+
+namespace mla::cuda {
+
+class CudaKernels final : public Kernels {
+ public:
+  // Fails (with the CUDA/cuBLASLt message) when no device is usable.
+  static absl::StatusOr<std::unique_ptr<CudaKernels>> Create();
+  ~CudaKernels() override;
+  CudaKernels(const CudaKernels&) = delete;
+  CudaKernels& operator=(const CudaKernels&) = delete;
+
+  void LinearForward(const float* x, const float* w, const float* bias, float* y, int64_t M,
+                     int64_t N, int64_t K, Epilogue epilogue, bool accumulate) override;
+  void LinearBackward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                      float* db, int64_t M, int64_t N, int64_t K, bool accumulate_dx) override;
+  void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean,
+                        float* rstd, int64_t M, int64_t C) override;
+  void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
+                         const float* rstd, float* dx, float* dw, float* db, int64_t M,
+                         int64_t C) override;
+  void RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64_t M,
+                      int64_t C) override;
+  void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rstd,
+                       float* dx, float* dw, int64_t M, int64_t C) override;
+  void GeluForward(const float* u, float* h, int64_t n) override;
+  void GeluBackward(const float* u, const float* dh, float* du, int64_t n) override;
+  void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* x,
+                        int B, int T, int C) override;
+  void EmbeddingBackward(const int32_t* tokens, const float* dx, float* dwte, float* dwpe, int B,
+                         int T, int C) override;
+  void Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int heads, int dims, float theta,
+            bool inverse) override;
+  void AttentionForward(const AttentionViews& in, float* y, int64_t ld_y, float* probs) override;
+  void AttentionBackward(const AttentionViews& in, const float* probs, const float* dy,
+                         int64_t ld_dy, const AttentionGrads& grads) override;
+  double SoftmaxCrossEntropy(float* logits, const int32_t* targets, float* dlogits, int64_t M,
+                             int64_t V, float grad_scale) override;
+  void Add(const float* x, float* y, int64_t n) override;
+  void Fill(float* x, float value, int64_t n) override;
+  void Copy(const float* x, float* y, int64_t n) override;
+
+  // pre[M,N] = x·wᵀ + bias and h = GELU(pre) in one GEMM (GELU_AUX_BIAS).
+  void LinearGeluForward(const float* x, const float* w, const float* bias, float* pre, float* h,
+                         int64_t M, int64_t N, int64_t K);
+  // dpre[M,K] = (dy[M,N]·w[N,K]) ∘ GELU'(pre) and db[K] += Σ_rows dpre in one
+  // GEMM (DGELU_BGRAD): the MLP's down-projection input gradient fused with
+  // the up-projection's activation and bias gradients.
+  void LinearBackwardDGelu(const float* dy, const float* w, const float* pre, float* dpre,
+                           float* db, int64_t M, int64_t N, int64_t K);
+  // Σ x² in double (waits for the stream).
+  double SumOfSquares(const float* x, int64_t n);
+  void Scale(float* x, float s, int64_t n);
+  void AdamWStep(float* params, float* m, float* v, const float* grads, const uint8_t* decay,
+                 int64_t n, const AdamWStepScalars& scalars);
+  // Waits for every call issued so far; the first asynchronous fault shows here.
+  void Synchronize();
+
+  cudaStream_t stream() const { return stream_; }
+  const LtMatmul& matmul() const { return *matmul_; }
+
+ private:
+  CudaKernels(cudaStream_t stream, std::unique_ptr<LtMatmul> matmul)
+      : stream_(stream), matmul_(std::move(matmul)) {}
+  // Row-major C[M,N] (= or +=) alpha·op(A)·op(B), `batch` products `stride_*`
+  // elements apart (the CPU path's sgemm, batched).
+  void RowGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+               int64_t lda, int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b,
+               bool accumulate, float* C, int64_t ldc, int64_t stride_c, int batch);
+  struct RopeTable {
+    DeviceBuffer<float> cos, sin;
+    int positions = 0;
+  };
+  const RopeTable& GetRopeTable(int dims, float theta, int positions);
+
+  cudaStream_t stream_;
+  std::unique_ptr<LtMatmul> matmul_;
+  std::map<std::pair<int, float>, RopeTable> rope_tables_;
+  DeviceBuffer<float> bias_grad_;    // [N] BGRADB output, added into db
+  DeviceBuffer<float> dscores_;      // [B, H, T, T] attention score gradients
+  DeviceBuffer<float> dkr_parts_;    // [B, H, T, P] per-head rotary-key gradients
+  DeviceBuffer<float> row_loss_;     // [M] cross-entropy per row
+  DeviceBuffer<double> sum_squares_;  // [1]
+};
+
+}  // namespace mla::cuda

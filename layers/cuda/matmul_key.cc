@@ -1,0 +1,93 @@
+#include "layers/cuda/matmul_key.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace mla::cuda {
+
+int PointerAlignment(const void* p) {
+  if (p == nullptr) return 0;
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  int alignment = 1;
+  while (alignment < 256 && address % (2 * alignment) == 0) alignment *= 2;
+  return alignment;
+}
+
+MatmulKey LinearForwardKey(int64_t M, int64_t N, int64_t K, MatmulEpilogue epilogue,
+                           bool accumulate, const void* x, const void* w, const void* bias,
+                           const void* y) {
+  MatmulKey key;
+  key.m = N;
+  key.n = M;
+  key.k = K;
+  key.trans_a = true;  // w is stored as column-major wᵀ[K,N]
+  key.lda = K;
+  key.ldb = K;
+  key.ldc = N;
+  key.epilogue = epilogue;
+  key.accumulate = accumulate;
+  key.align_a = PointerAlignment(w);
+  key.align_b = PointerAlignment(x);
+  key.align_c = PointerAlignment(y);
+  key.align_bias = PointerAlignment(bias);
+  return key;
+}
+
+MatmulKey LinearBackwardDataKey(int64_t M, int64_t N, int64_t K, bool accumulate, const void* dy,
+                                const void* w, const void* dx) {
+  MatmulKey key;
+  key.m = K;
+  key.n = M;
+  key.k = N;
+  key.lda = K;
+  key.ldb = N;
+  key.ldc = K;
+  key.accumulate = accumulate;
+  key.align_a = PointerAlignment(w);
+  key.align_b = PointerAlignment(dy);
+  key.align_c = PointerAlignment(dx);
+  return key;
+}
+
+MatmulKey LinearBackwardWeightKey(int64_t M, int64_t N, int64_t K, MatmulEpilogue epilogue,
+                                  const void* x, const void* dy, const void* dw,
+                                  const void* dbias) {
+  MatmulKey key;
+  key.m = K;
+  key.n = N;
+  key.k = M;
+  key.trans_b = true;  // dy is stored as column-major dyᵀ[N,M]
+  key.lda = K;
+  key.ldb = N;
+  key.ldc = K;
+  key.epilogue = epilogue;
+  key.accumulate = true;
+  key.align_a = PointerAlignment(x);
+  key.align_b = PointerAlignment(dy);
+  key.align_c = PointerAlignment(dw);
+  key.align_bias = PointerAlignment(dbias);
+  return key;
+}
+
+const char* MatmulEpilogueName(MatmulEpilogue epilogue) {
+  switch (epilogue) {
+    case MatmulEpilogue::kDefault: return "DEFAULT";
+    case MatmulEpilogue::kBias: return "BIAS";
+    case MatmulEpilogue::kGeluBias: return "GELU_BIAS";
+    case MatmulEpilogue::kGeluAuxBias: return "GELU_AUX_BIAS";
+    case MatmulEpilogue::kDGeluBGrad: return "DGELU_BGRAD";
+    case MatmulEpilogue::kBGradB: return "BGRADB";
+  }
+  return "?";
+}
+
+std::string MatmulKeyToString(const MatmulKey& key) {
+  return absl::StrCat("m=", key.m, " n=", key.n, " k=", key.k, " ta=", key.trans_a ? "T" : "N",
+                      " tb=", key.trans_b ? "T" : "N", " ld=", key.lda, "/", key.ldb, "/",
+                      key.ldc, " batch=", key.batch, " strides=", key.stride_a, "/",
+                      key.stride_b, "/", key.stride_c, " epilogue=",
+                      MatmulEpilogueName(key.epilogue), " beta=", key.accumulate ? 1 : 0,
+                      " type=", key.type == MatmulType::kF32 ? "f32" : "bf16", " align=",
+                      key.align_a, "/", key.align_b, "/", key.align_c, "/", key.align_bias, "/", key.align_aux);
+}
+
+}  // namespace mla::cuda
