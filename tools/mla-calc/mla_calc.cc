@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "runtime/memory_plan.h"
 #include "runtime/model_config.h"
 
 ABSL_FLAG(std::string, attention, "mla_rope", "Attention kind: mha, mha_rope, mla or mla_rope.");
@@ -21,6 +22,10 @@ ABSL_FLAG(int, q_rank, 0, "MLA query compression rank (0: none).");
 ABSL_FLAG(bool, latent_norm, false, "RMSNorm on the latents.");
 ABSL_FLAG(int, mlp_ratio, 4, "MLP width multiple.");
 ABSL_FLAG(bool, tied_embeddings, true, "Tie the output head to the embedding.");
+ABSL_FLAG(int, micro_batch, 0, "With a value > 0, also print the training memory plan for this many sequences per rank.");
+ABSL_FLAG(std::string, precision, "fp32", "Memory plan: fp32 or bf16 (matmul operands; master weights stay fp32).");
+ABSL_FLAG(int, zero, 0, "Memory plan: ZeRO stage (1 shards the optimizer state over --ranks).");
+ABSL_FLAG(int, ranks, 1, "Memory plan: data-parallel ranks.");
 
 int main(int argc, char** argv) {
   mla::SetCommandLineUsage(
@@ -68,5 +73,25 @@ int main(int argc, char** argv) {
               100.0 * cost.kv_cache_values_per_token / base.kv_cache_values_per_token,
               static_cast<long long>(base.kv_cache_bytes_per_token(4)),
               100.0 - 100.0 * cost.kv_cache_values_per_token / base.kv_cache_values_per_token);
+  if (absl::GetFlag(FLAGS_micro_batch) > 0) {
+    auto precision = mla::ParsePrecision(absl::GetFlag(FLAGS_precision));
+    if (!precision.ok()) {
+      std::fprintf(stderr, "mla-calc: error: %s\n", std::string(precision.status().message()).c_str());
+      return 1;
+    }
+    mla::MemoryPlanOptions mo;
+    mo.micro_batch = absl::GetFlag(FLAGS_micro_batch);
+    mo.precision = *precision;
+    mo.zero_stage = absl::GetFlag(FLAGS_zero);
+    mo.world_size = absl::GetFlag(FLAGS_ranks);
+    auto plan = mla::ComputeMemoryPlan(c, mo);
+    if (!plan.ok()) {
+      std::fprintf(stderr, "mla-calc: error: %s\n", std::string(plan.status().message()).c_str());
+      return 1;
+    }
+    std::printf("training memory per rank (micro-batch %d, %s, ZeRO-%d over %d ranks):\n%s",
+                mo.micro_batch, absl::GetFlag(FLAGS_precision).c_str(), mo.zero_stage,
+                mo.world_size, mla::FormatMemoryPlan(*plan).c_str());
+  }
   return 0;
 }
