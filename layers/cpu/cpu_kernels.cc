@@ -20,6 +20,36 @@ void Sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const
   CHECK_EQ(st, dnnl_success) << "dnnl_sgemm failed";
 }
 
+// Softmax over the first `valid` entries of a score row, zeros in
+// [valid, width). The loops run over the whole width with masks rather than
+// to `valid`, so they vectorise with one trip count per row block.
+void CausalSoftmaxRow(float* row, int valid, int width) {
+  constexpr float kMasked = -3.0e38f;
+  float mx = kMasked;
+#pragma omp simd reduction(max : mx)
+  for (int s = 0; s < width; ++s) mx = std::max(mx, s < valid ? row[s] : kMasked);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int s = 0; s < width; ++s) {
+    const float e = s < valid ? math::Exp(row[s] - mx) : 0.0f;
+    row[s] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int s = 0; s < width; ++s) row[s] *= inv;
+}
+
+// Softmax backward over one row: d = p·(d − p·d) on [0, valid), zeros up to
+// width (p is already zero there).
+void CausalSoftmaxGradRow(const float* p, float* d, int valid, int width) {
+  float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+  for (int s = 0; s < width; ++s) dot += p[s] * d[s];
+#pragma omp simd
+  for (int s = 0; s < width; ++s) d[s] = s < valid ? math::SoftmaxGrad(p[s], d[s], dot) : 0.0f;
+}
+
 }  // namespace
 
 CpuKernels::CpuKernels() = default;
@@ -292,6 +322,11 @@ void CpuKernels::Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int h
   }
 }
 
+// Causal attention runs in blocks of kRowBlock query rows; block [r0, r1)
+// only meets keys [0, r1), so score tiles right of the block diagonal are
+// never computed (about half the FLOPs of full T×T attention at long T).
+constexpr int kRowBlock = 64;
+
 void CpuKernels::AttentionForward(const AttentionViews& in, float* y, int64_t ld_y,
                                   float* probs) {
   const int B = in.B, T = in.T, H = in.H, D = in.D, P = in.P;
@@ -301,29 +336,22 @@ void CpuKernels::AttentionForward(const AttentionViews& in, float* y, int64_t ld
     for (int h = 0; h < H; ++h) {
       const int64_t row0 = static_cast<int64_t>(b) * T;
       float* S = probs + (static_cast<int64_t>(b) * H + h) * T * T;
-      Sgemm('N', 'T', T, T, D, in.scale, in.q + row0 * in.ld_q + h * D, in.ld_q,
-            in.k + row0 * in.ld_k + h * D, in.ld_k, 0.0f, S, T);
-      if (rope) {
-        Sgemm('N', 'T', T, T, P, in.scale, in.q_rope + row0 * in.ld_q_rope + h * P,
-              in.ld_q_rope, in.k_rope + row0 * in.ld_k_rope, in.ld_k_rope, 1.0f, S, T);
-      }
-      for (int t = 0; t < T; ++t) {
-        float* row = S + static_cast<int64_t>(t) * T;
-        float mx = row[0];
-        for (int s = 1; s <= t; ++s) mx = std::max(mx, row[s]);
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int s = 0; s <= t; ++s) {
-          row[s] = math::Exp(row[s] - mx);
-          sum += row[s];
+      const float* K = in.k + row0 * in.ld_k + h * D;
+      const float* V = in.v + row0 * in.ld_v + h * D;
+      for (int r0 = 0; r0 < T; r0 += kRowBlock) {
+        const int r1 = std::min(T, r0 + kRowBlock);
+        float* Sb = S + static_cast<int64_t>(r0) * T;
+        Sgemm('N', 'T', r1 - r0, r1, D, in.scale, in.q + (row0 + r0) * in.ld_q + h * D, in.ld_q,
+              K, in.ld_k, 0.0f, Sb, T);
+        if (rope) {
+          Sgemm('N', 'T', r1 - r0, r1, P, in.scale,
+                in.q_rope + (row0 + r0) * in.ld_q_rope + h * P, in.ld_q_rope,
+                in.k_rope + row0 * in.ld_k_rope, in.ld_k_rope, 1.0f, Sb, T);
         }
-        const float inv = 1.0f / sum;
-#pragma omp simd
-        for (int s = 0; s <= t; ++s) row[s] *= inv;
-        std::fill(row + t + 1, row + T, 0.0f);
+        for (int t = r0; t < r1; ++t) CausalSoftmaxRow(S + static_cast<int64_t>(t) * T, t + 1, r1);
+        Sgemm('N', 'N', r1 - r0, D, r1, 1.0f, Sb, T, V, in.ld_v, 0.0f,
+              y + (row0 + r0) * ld_y + h * D, ld_y);
       }
-      Sgemm('N', 'N', T, D, T, 1.0f, S, T, in.v + row0 * in.ld_v + h * D, in.ld_v, 0.0f,
-            y + row0 * ld_y + h * D, ld_y);
     }
   }
 }
@@ -333,7 +361,8 @@ void CpuKernels::AttentionBackward(const AttentionViews& in, const float* probs,
   const int B = in.B, T = in.T, H = in.H, D = in.D, P = in.P;
   const bool rope = in.q_rope != nullptr;
   const int nt = omp_get_max_threads();
-  float* tiles = Scratch(thread_scratch_, static_cast<size_t>(nt) * T * T);
+  const int64_t tile = static_cast<int64_t>(std::min(T, kRowBlock)) * T;
+  float* tiles = Scratch(thread_scratch_, static_cast<size_t>(nt) * tile);
   // Per-(b, h) contributions to the shared rotary key, summed over heads below.
   float* dkr_parts =
       rope ? Scratch(rope_grad_scratch_, static_cast<size_t>(B) * H * T * P) : nullptr;
@@ -342,33 +371,39 @@ void CpuKernels::AttentionBackward(const AttentionViews& in, const float* probs,
     for (int h = 0; h < H; ++h) {
       const int64_t row0 = static_cast<int64_t>(b) * T;
       const float* Pm = probs + (static_cast<int64_t>(b) * H + h) * T * T;
-      float* dS = tiles + static_cast<int64_t>(omp_get_thread_num()) * T * T;
-      const float* dY = dy + row0 * ld_dy + h * D;
-      // dP = dY·Vᵀ
-      Sgemm('N', 'T', T, T, D, 1.0f, dY, ld_dy, in.v + row0 * in.ld_v + h * D, in.ld_v, 0.0f,
-            dS, T);
-      for (int t = 0; t < T; ++t) {
-        const float* p = Pm + static_cast<int64_t>(t) * T;
-        float* d = dS + static_cast<int64_t>(t) * T;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int s = 0; s <= t; ++s) dot += p[s] * d[s];
-#pragma omp simd
-        for (int s = 0; s <= t; ++s) d[s] = math::SoftmaxGrad(p[s], d[s], dot);
-        std::fill(d + t + 1, d + T, 0.0f);
-      }
-      // dV = Pᵀ·dY, dQ = scale·dS·K, dK = scale·dSᵀ·Q
-      Sgemm('T', 'N', T, D, T, 1.0f, Pm, T, dY, ld_dy, 0.0f, g.dv + row0 * g.ld_dv + h * D,
-            g.ld_dv);
-      Sgemm('N', 'N', T, D, T, in.scale, dS, T, in.k + row0 * in.ld_k + h * D, in.ld_k, 0.0f,
-            g.dq + row0 * g.ld_dq + h * D, g.ld_dq);
-      Sgemm('T', 'N', T, D, T, in.scale, dS, T, in.q + row0 * in.ld_q + h * D, in.ld_q, 0.0f,
-            g.dk + row0 * g.ld_dk + h * D, g.ld_dk);
-      if (rope) {
-        Sgemm('N', 'N', T, P, T, in.scale, dS, T, in.k_rope + row0 * in.ld_k_rope, in.ld_k_rope,
-              0.0f, g.dq_rope + row0 * g.ld_dq_rope + h * P, g.ld_dq_rope);
-        Sgemm('T', 'N', T, P, T, in.scale, dS, T, in.q_rope + row0 * in.ld_q_rope + h * P,
-              in.ld_q_rope, 0.0f, dkr_parts + (static_cast<int64_t>(b) * H + h) * T * P, P);
+      float* dS = tiles + static_cast<int64_t>(omp_get_thread_num()) * tile;
+      const float* Q = in.q + row0 * in.ld_q + h * D;
+      const float* K = in.k + row0 * in.ld_k + h * D;
+      const float* V = in.v + row0 * in.ld_v + h * D;
+      float* dK = g.dk + row0 * g.ld_dk + h * D;
+      float* dV = g.dv + row0 * g.ld_dv + h * D;
+      float* dKr = rope ? dkr_parts + (static_cast<int64_t>(b) * H + h) * T * P : nullptr;
+      // The last row block meets every key, so it writes dK/dV (beta 0) and
+      // the earlier blocks, meeting keys [0, r1), add to their prefix.
+      const int last = (T - 1) / kRowBlock * kRowBlock;
+      for (int r0 = last; r0 >= 0; r0 -= kRowBlock) {
+        const int r1 = std::min(T, r0 + kRowBlock), rows = r1 - r0;
+        const float beta = r0 == last ? 0.0f : 1.0f;
+        const float* Pb = Pm + static_cast<int64_t>(r0) * T;
+        const float* dY = dy + (row0 + r0) * ld_dy + h * D;
+        // dP = dY·Vᵀ
+        Sgemm('N', 'T', rows, r1, D, 1.0f, dY, ld_dy, V, in.ld_v, 0.0f, dS, T);
+        for (int t = r0; t < r1; ++t)
+          CausalSoftmaxGradRow(Pm + static_cast<int64_t>(t) * T,
+                               dS + static_cast<int64_t>(t - r0) * T, t + 1, r1);
+        // dV += Pᵀ·dY, dQ = scale·dS·K, dK += scale·dSᵀ·Q
+        Sgemm('T', 'N', r1, D, rows, 1.0f, Pb, T, dY, ld_dy, beta, dV, g.ld_dv);
+        Sgemm('N', 'N', rows, D, r1, in.scale, dS, T, K, in.ld_k, 0.0f,
+              g.dq + (row0 + r0) * g.ld_dq + h * D, g.ld_dq);
+        Sgemm('T', 'N', r1, D, rows, in.scale, dS, T, Q + static_cast<int64_t>(r0) * in.ld_q,
+              in.ld_q, beta, dK, g.ld_dk);
+        if (rope) {
+          Sgemm('N', 'N', rows, P, r1, in.scale, dS, T, in.k_rope + row0 * in.ld_k_rope,
+                in.ld_k_rope, 0.0f, g.dq_rope + (row0 + r0) * g.ld_dq_rope + h * P,
+                g.ld_dq_rope);
+          Sgemm('T', 'N', r1, P, rows, in.scale, dS, T,
+                in.q_rope + (row0 + r0) * in.ld_q_rope + h * P, in.ld_q_rope, beta, dKr, P);
+        }
       }
     }
   }
