@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "glog/logging.h"
@@ -71,6 +72,69 @@ void CpuKernels::LinearForward(const float* x, const float* w, const float* bias
   matmul_.Run(s, x, w, bias, y);
 }
 
+void CpuKernels::WeightGradDirect(const float* x, const float* dy, float* dw, int64_t M,
+                                  int64_t N, int64_t K) {
+  MatmulShape s;  // dw[N,K] += dyᵀ[N,M]·x[M,K]
+  s.M = N; s.N = K; s.K = M;
+  s.lda = N; s.ldb = K; s.ldc = K;
+  s.trans_a = true;
+  s.accumulate = true;
+  matmul_.Run(s, dy, x, nullptr, dw);
+}
+
+void CpuKernels::WeightGradTransposed(const float* x, const float* dy, float* dwt, int64_t M,
+                                      int64_t N, int64_t K) {
+  MatmulShape s;  // dwᵀ[K,N] = xᵀ[K,M]·dy[M,N]
+  s.M = K; s.N = N; s.K = M;
+  s.lda = K; s.ldb = N; s.ldc = N;
+  s.trans_a = true;
+  matmul_.Run(s, x, dy, nullptr, dwt);
+}
+
+void CpuKernels::AddTransposed(const float* dwt, float* dw, int64_t N, int64_t K) {
+  constexpr int64_t kTile = 32;
+  const int64_t n_tiles = (N + kTile - 1) / kTile, k_tiles = (K + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static)
+  for (int64_t tile = 0; tile < n_tiles * k_tiles; ++tile) {
+    const int64_t n0 = tile / k_tiles * kTile, k0 = tile % k_tiles * kTile;
+    const int64_t n1 = std::min(N, n0 + kTile), k1 = std::min(K, k0 + kTile);
+    for (int64_t n = n0; n < n1; ++n) {
+      float* out = dw + n * K;
+      const float* in = dwt + n;
+#pragma omp simd
+      for (int64_t k = k0; k < k1; ++k) out[k] += in[k * N];
+    }
+  }
+}
+
+bool CpuKernels::WeightGradTransposedIsFaster(const float* x, const float* dy, int64_t M,
+                                              int64_t N, int64_t K) {
+  // Times both orientations on scratch outputs (best of five interleaved
+  // runs, so a busy machine rarely skews the choice, after a run that
+  // creates the primitives) and keeps the faster one for this shape.
+  // oneDNN's gemm favours wide outputs, but where the crossover lies depends
+  // on the shape and the machine, so it is measured rather than guessed.
+  using Clock = std::chrono::steady_clock;
+  float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(2) * K * N);
+  float* trial = dwt + K * N;
+  std::fill(trial, trial + K * N, 0.0f);
+  double direct = 1e30, transposed = 1e30;
+  for (int rep = 0; rep < 6; ++rep) {
+    auto t0 = Clock::now();
+    WeightGradDirect(x, dy, trial, M, N, K);
+    auto t1 = Clock::now();
+    WeightGradTransposed(x, dy, dwt, M, N, K);
+    AddTransposed(dwt, trial, N, K);
+    auto t2 = Clock::now();
+    if (rep == 0) continue;
+    direct = std::min(direct, std::chrono::duration<double>(t1 - t0).count());
+    transposed = std::min(transposed, std::chrono::duration<double>(t2 - t1).count());
+  }
+  VLOG(1) << "weight gradient M=" << M << " N=" << N << " K=" << K << ": direct "
+          << direct * 1e3 << " ms, transposed " << transposed * 1e3 << " ms";
+  return transposed < direct;
+}
+
 void CpuKernels::LinearBackward(const float* x, const float* w, const float* dy, float* dx,
                                 float* dw, float* db, int64_t M, int64_t N, int64_t K,
                                 bool accumulate_dx) {
@@ -81,29 +145,16 @@ void CpuKernels::LinearBackward(const float* x, const float* w, const float* dy,
     s.accumulate = accumulate_dx;
     matmul_.Run(s, dy, w, nullptr, dx);
   }
-  if (dw != nullptr && N <= K) {  // dw[N,K] += dyᵀ[N,M]·x[M,K]
-    MatmulShape s;
-    s.M = N; s.N = K; s.K = M;
-    s.lda = N; s.ldb = K; s.ldc = K;
-    s.trans_a = true;
-    s.accumulate = true;
-    matmul_.Run(s, dy, x, nullptr, dw);
-  } else if (dw != nullptr) {
-    // oneDNN's gemm is much faster when the output is wide, so for tall
-    // weights compute dwᵀ[K,N] = xᵀ·dy into scratch and add it transposed.
-    MatmulShape s;
-    s.M = K; s.N = N; s.K = M;
-    s.lda = K; s.ldb = N; s.ldc = N;
-    s.trans_a = true;
-    float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(K) * N);
-    matmul_.Run(s, x, dy, nullptr, dwt);
-    constexpr int64_t kTile = 32;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t n0 = 0; n0 < N; n0 += kTile) {
-      for (int64_t k0 = 0; k0 < K; k0 += kTile) {
-        for (int64_t n = n0; n < std::min(N, n0 + kTile); ++n)
-          for (int64_t k = k0; k < std::min(K, k0 + kTile); ++k) dw[n * K + k] += dwt[k * N + n];
-      }
+  if (dw != nullptr) {
+    auto it = weight_grad_transposed_.find({M, N, K});
+    if (it == weight_grad_transposed_.end())
+      it = weight_grad_transposed_.emplace(std::make_tuple(M, N, K), WeightGradTransposedIsFaster(x, dy, M, N, K)).first;
+    if (it->second) {
+      float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(K) * N);
+      WeightGradTransposed(x, dy, dwt, M, N, K);
+      AddTransposed(dwt, dw, N, K);
+    } else {
+      WeightGradDirect(x, dy, dw, M, N, K);
     }
   }
   if (db != nullptr) {
