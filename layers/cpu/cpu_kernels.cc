@@ -3,7 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
+#include <ctime>
 #include <cmath>
 
 #include "glog/logging.h"
@@ -51,6 +51,17 @@ void CausalSoftmaxGradRow(const float* p, float* d, int valid, int width) {
   for (int s = 0; s < width; ++s) d[s] = s < valid ? math::SoftmaxGrad(p[s], d[s], dot) : 0.0f;
 }
 
+// Row strides that are multiples of 512 floats (2 KiB) alias in the caches;
+// kStridePad floats (one 64-byte line) break the pattern.
+constexpr int64_t kStridePad = 16;
+bool HasAliasingStride(int64_t ld) { return ld % 512 == 0; }
+
+double ThreadCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 }  // namespace
 
 CpuKernels::CpuKernels() = default;
@@ -72,21 +83,21 @@ void CpuKernels::LinearForward(const float* x, const float* w, const float* bias
   matmul_.Run(s, x, w, bias, y);
 }
 
-void CpuKernels::WeightGradDirect(const float* x, const float* dy, float* dw, int64_t M,
-                                  int64_t N, int64_t K) {
+void CpuKernels::WeightGradDirect(const float* x, int64_t ld_x, const float* dy, int64_t ld_dy,
+                                  float* dw, int64_t M, int64_t N, int64_t K) {
   MatmulShape s;  // dw[N,K] += dyᵀ[N,M]·x[M,K]
   s.M = N; s.N = K; s.K = M;
-  s.lda = N; s.ldb = K; s.ldc = K;
+  s.lda = ld_dy; s.ldb = ld_x; s.ldc = K;
   s.trans_a = true;
   s.accumulate = true;
   matmul_.Run(s, dy, x, nullptr, dw);
 }
 
-void CpuKernels::WeightGradTransposed(const float* x, const float* dy, float* dwt, int64_t M,
-                                      int64_t N, int64_t K) {
+void CpuKernels::WeightGradTransposed(const float* x, int64_t ld_x, const float* dy,
+                                      int64_t ld_dy, float* dwt, int64_t M, int64_t N, int64_t K) {
   MatmulShape s;  // dwᵀ[K,N] = xᵀ[K,M]·dy[M,N]
   s.M = K; s.N = N; s.K = M;
-  s.lda = K; s.ldb = N; s.ldc = N;
+  s.lda = ld_x; s.ldb = ld_dy; s.ldc = N;
   s.trans_a = true;
   matmul_.Run(s, x, dy, nullptr, dwt);
 }
@@ -107,54 +118,86 @@ void CpuKernels::AddTransposed(const float* dwt, float* dw, int64_t N, int64_t K
   }
 }
 
-bool CpuKernels::WeightGradTransposedIsFaster(const float* x, const float* dy, int64_t M,
-                                              int64_t N, int64_t K) {
-  // Times both orientations on scratch outputs (best of five interleaved
-  // runs, so a busy machine rarely skews the choice, after a run that
-  // creates the primitives) and keeps the faster one for this shape.
-  // oneDNN's gemm favours wide outputs, but where the crossover lies depends
-  // on the shape and the machine, so it is measured rather than guessed.
-  using Clock = std::chrono::steady_clock;
+const float* CpuKernels::PaddedCopy(const float* src, int64_t rows, int64_t cols, int64_t ld,
+                                    std::vector<float>& buffer) {
+  float* dst = Scratch(buffer, static_cast<size_t>(rows) * ld);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) std::copy(src + r * cols, src + (r + 1) * cols, dst + r * ld);
+  return dst;
+}
+
+bool CpuKernels::WeightGradTransposedIsFaster(const float* x, int64_t ld_x, const float* dy,
+                                              int64_t ld_dy, int64_t M, int64_t N, int64_t K) {
+  // Times both orientations once per shape and keeps the faster. oneDNN's
+  // gemm favours wide outputs, but where the crossover lies depends on the
+  // shape and the machine, so it is measured rather than guessed. The trials
+  // run on one thread and are timed in that thread's CPU time: on a shared
+  // machine wall time of a multi-threaded GEMM mostly measures the other
+  // processes, while the single-thread ranking matches the threaded one.
+  // The trial reduces over at most 2048 rows, enough for the steady state.
+  const int64_t rows = std::min<int64_t>(M, 2048);
   float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(2) * K * N);
   float* trial = dwt + K * N;
   std::fill(trial, trial + K * N, 0.0f);
   double direct = 1e30, transposed = 1e30;
-  for (int rep = 0; rep < 6; ++rep) {
-    auto t0 = Clock::now();
-    WeightGradDirect(x, dy, trial, M, N, K);
-    auto t1 = Clock::now();
-    WeightGradTransposed(x, dy, dwt, M, N, K);
-    AddTransposed(dwt, trial, N, K);
-    auto t2 = Clock::now();
-    if (rep == 0) continue;
-    direct = std::min(direct, std::chrono::duration<double>(t1 - t0).count());
-    transposed = std::min(transposed, std::chrono::duration<double>(t2 - t1).count());
+#pragma omp parallel
+  if (omp_get_thread_num() == 0) {
+    for (int rep = 0; rep < 3; ++rep) {  // the first run creates the kernels
+      const double t0 = ThreadCpuSeconds();
+      Sgemm('T', 'N', N, K, rows, 1.0f, dy, ld_dy, x, ld_x, 1.0f, trial, K);
+      const double t1 = ThreadCpuSeconds();
+      Sgemm('T', 'N', K, N, rows, 1.0f, x, ld_x, dy, ld_dy, 0.0f, dwt, N);
+      AddTransposed(dwt, trial, N, K);
+      const double t2 = ThreadCpuSeconds();
+      if (rep == 0) continue;
+      direct = std::min(direct, t1 - t0);
+      transposed = std::min(transposed, t2 - t1);
+    }
   }
-  VLOG(1) << "weight gradient M=" << M << " N=" << N << " K=" << K << ": direct "
-          << direct * 1e3 << " ms, transposed " << transposed * 1e3 << " ms";
+  VLOG(1) << "weight gradient M=" << M << " N=" << N << " K=" << K << " (trial on " << rows
+          << " rows, one thread): direct " << direct * 1e3 << " ms, transposed "
+          << transposed * 1e3 << " ms";
   return transposed < direct;
 }
 
 void CpuKernels::LinearBackward(const float* x, const float* w, const float* dy, float* dx,
                                 float* dw, float* db, int64_t M, int64_t N, int64_t K,
                                 bool accumulate_dx) {
+  // Operands whose rows lie a multiple of 2 KiB apart are copied to a padded
+  // stride first: at such strides the GEMM's walk down the rows keeps hitting
+  // the same cache sets, which halves its speed (and makes it depend on the
+  // buffer's address), while the copy is one cheap streaming pass.
+  const float* dy_g = dy;
+  int64_t ld_dy = N;
+  if (dw != nullptr && HasAliasingStride(N)) {
+    ld_dy = N + kStridePad;
+    dy_g = PaddedCopy(dy, M, N, ld_dy, padded_dy_);
+  }
+  const float* x_g = x;
+  int64_t ld_x = K;
+  if (dw != nullptr && HasAliasingStride(K)) {
+    ld_x = K + kStridePad;
+    x_g = PaddedCopy(x, M, K, ld_x, padded_x_);
+  }
   if (dx != nullptr) {  // dx[M,K] = dy[M,N]·w[N,K]
     MatmulShape s;
     s.M = M; s.N = K; s.K = N;
-    s.lda = N; s.ldb = K; s.ldc = K;
+    s.lda = ld_dy; s.ldb = K; s.ldc = K;
     s.accumulate = accumulate_dx;
-    matmul_.Run(s, dy, w, nullptr, dx);
+    matmul_.Run(s, dy_g, w, nullptr, dx);
   }
   if (dw != nullptr) {
     auto it = weight_grad_transposed_.find({M, N, K});
-    if (it == weight_grad_transposed_.end())
-      it = weight_grad_transposed_.emplace(std::make_tuple(M, N, K), WeightGradTransposedIsFaster(x, dy, M, N, K)).first;
+    if (it == weight_grad_transposed_.end()) {
+      const bool transposed = WeightGradTransposedIsFaster(x_g, ld_x, dy_g, ld_dy, M, N, K);
+      it = weight_grad_transposed_.emplace(std::make_tuple(M, N, K), transposed).first;
+    }
     if (it->second) {
       float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(K) * N);
-      WeightGradTransposed(x, dy, dwt, M, N, K);
+      WeightGradTransposed(x_g, ld_x, dy_g, ld_dy, dwt, M, N, K);
       AddTransposed(dwt, dw, N, K);
     } else {
-      WeightGradDirect(x, dy, dw, M, N, K);
+      WeightGradDirect(x_g, ld_x, dy_g, ld_dy, dw, M, N, K);
     }
   }
   if (db != nullptr) {
