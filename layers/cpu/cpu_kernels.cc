@@ -521,21 +521,30 @@ double CpuKernels::SoftmaxCrossEntropy(float* logits, const int32_t* targets, fl
 #pragma omp parallel for schedule(static) reduction(+ : total)
   for (int64_t i = 0; i < M; ++i) {
     float* row = logits + i * V;
+    const int32_t target = targets[i];
+    const float target_logit = row[target];  // read before dlogits may overwrite it
     float mx = row[0];
+#pragma omp simd reduction(max : mx)
     for (int64_t j = 1; j < V; ++j) mx = std::max(mx, row[j]);
     float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < V; ++j) sum += math::Exp(row[j] - mx);
-    const float lse = mx + std::log(sum);
-    const int32_t target = targets[i];
-    total += static_cast<double>(lse - row[target]);
     if (dlogits != nullptr) {
+      // One exp per logit: keep e^(z - max) in dlogits and scale it after.
       float* d = dlogits + i * V;
-      const float inv = 1.0f / sum;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < V; ++j) {
+        const float e = math::Exp(row[j] - mx);
+        d[j] = e;
+        sum += e;
+      }
+      const float scale = grad_scale / sum;
 #pragma omp simd
-      for (int64_t j = 0; j < V; ++j) d[j] = math::Exp(row[j] - mx) * inv * grad_scale;
+      for (int64_t j = 0; j < V; ++j) d[j] *= scale;
       d[target] -= grad_scale;
+    } else {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < V; ++j) sum += math::Exp(row[j] - mx);
     }
+    total += static_cast<double>(mx + std::log(sum) - target_logit);
   }
   return total;
 }
