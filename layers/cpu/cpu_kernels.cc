@@ -22,33 +22,34 @@ void Sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const
 }
 
 // Softmax over the first `valid` entries of a score row, zeros in
-// [valid, width). The loops run over the whole width with masks rather than
-// to `valid`, so they vectorise with one trip count per row block.
+// [valid, width). Each loop has one plain bound so it vectorises (a masked
+// loop over the width is split by the compiler into scalar pieces).
 void CausalSoftmaxRow(float* row, int valid, int width) {
-  constexpr float kMasked = -3.0e38f;
-  float mx = kMasked;
+  float mx = row[0];
 #pragma omp simd reduction(max : mx)
-  for (int s = 0; s < width; ++s) mx = std::max(mx, s < valid ? row[s] : kMasked);
+  for (int s = 1; s < valid; ++s) mx = std::max(mx, row[s]);
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-  for (int s = 0; s < width; ++s) {
-    const float e = s < valid ? math::Exp(row[s] - mx) : 0.0f;
+  for (int s = 0; s < valid; ++s) {
+    const float e = math::Exp(row[s] - mx);
     row[s] = e;
     sum += e;
   }
   const float inv = 1.0f / sum;
 #pragma omp simd
-  for (int s = 0; s < width; ++s) row[s] *= inv;
+  for (int s = 0; s < valid; ++s) row[s] *= inv;
+  std::fill(row + valid, row + width, 0.0f);
 }
 
 // Softmax backward over one row: d = p·(d − p·d) on [0, valid), zeros up to
-// width (p is already zero there).
+// width.
 void CausalSoftmaxGradRow(const float* p, float* d, int valid, int width) {
   float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-  for (int s = 0; s < width; ++s) dot += p[s] * d[s];
+  for (int s = 0; s < valid; ++s) dot += p[s] * d[s];
 #pragma omp simd
-  for (int s = 0; s < width; ++s) d[s] = s < valid ? math::SoftmaxGrad(p[s], d[s], dot) : 0.0f;
+  for (int s = 0; s < valid; ++s) d[s] = math::SoftmaxGrad(p[s], d[s], dot);
+  std::fill(d + valid, d + width, 0.0f);
 }
 
 // Row strides that are multiples of 512 floats (2 KiB) alias in the caches;
