@@ -3,8 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <ctime>
 #include <cmath>
+#include <ctime>
 
 #include "glog/logging.h"
 #include "layers/math/activation_math.h"

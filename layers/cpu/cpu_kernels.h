@@ -2,7 +2,8 @@
 // CpuKernels: the reference implementation of the kernel interface
 // (layers/kernels.h). Linear layers run as oneDNN matmul primitives cached per
 // shape, with fused bias / bias+GELU post-ops; attention runs per (batch, head)
-// on OpenMP threads, each issuing single-threaded oneDNN sgemm calls; the
+// on OpenMP threads, each issuing single-threaded oneDNN sgemm calls over
+// causal row blocks (key blocks the mask removes are never computed); the
 // element-wise kernels are OpenMP loops over the shared math in layers/math/.
 // The weight gradient dw = dyᵀ·x is computed either directly or transposed
 // (dwᵀ = xᵀ·dy, added back), whichever measured faster for the shape on its
