@@ -86,7 +86,8 @@ class Kernels {
                     float theta, bool inverse) = 0;
 
   // Forward causal attention; y[B·T, H·D] (ld_y); probs[B,H,T,T] keeps the
-  // softmax for backward.
+  // softmax for backward. Only entries s ≤ t are meaningful: an implementation
+  // may leave entries far right of the diagonal unwritten (causal skipping).
   virtual void AttentionForward(const AttentionViews& in, float* y, int64_t ld_y,
                                 float* probs) = 0;
   virtual void AttentionBackward(const AttentionViews& in, const float* probs, const float* dy,

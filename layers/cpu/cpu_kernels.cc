@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ctime>
 
 #include "glog/logging.h"
 #include "layers/math/activation_math.h"
@@ -19,6 +20,48 @@ void Sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const dnnl_status_t st = dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   CHECK_EQ(st, dnnl_success) << "dnnl_sgemm failed";
+}
+
+// Softmax over the first `valid` entries of a score row, zeros in
+// [valid, width). Each loop has one plain bound so it vectorises (a masked
+// loop over the width is split by the compiler into scalar pieces).
+void CausalSoftmaxRow(float* row, int valid, int width) {
+  float mx = row[0];
+#pragma omp simd reduction(max : mx)
+  for (int s = 1; s < valid; ++s) mx = std::max(mx, row[s]);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int s = 0; s < valid; ++s) {
+    const float e = math::Exp(row[s] - mx);
+    row[s] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int s = 0; s < valid; ++s) row[s] *= inv;
+  std::fill(row + valid, row + width, 0.0f);
+}
+
+// Softmax backward over one row: d = p·(d − p·d) on [0, valid), zeros up to
+// width.
+void CausalSoftmaxGradRow(const float* p, float* d, int valid, int width) {
+  float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+  for (int s = 0; s < valid; ++s) dot += p[s] * d[s];
+#pragma omp simd
+  for (int s = 0; s < valid; ++s) d[s] = math::SoftmaxGrad(p[s], d[s], dot);
+  std::fill(d + valid, d + width, 0.0f);
+}
+
+// Row strides that are multiples of 512 floats (2 KiB) alias in the caches;
+// kStridePad floats (one 64-byte line) break the pattern.
+constexpr int64_t kStridePad = 16;
+bool HasAliasingStride(int64_t ld) { return ld % 512 == 0; }
+
+double ThreadCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 }  // namespace
@@ -49,39 +92,121 @@ void CpuKernels::LinearForward(const float* x, const float* w, const float* bias
   matmul_.Run(s, x, w, bias, y);
 }
 
+void CpuKernels::WeightGradDirect(const float* x, int64_t ld_x, const float* dy, int64_t ld_dy,
+                                  float* dw, int64_t M, int64_t N, int64_t K) {
+  MatmulShape s;  // dw[N,K] += dyᵀ[N,M]·x[M,K]
+  s.M = N; s.N = K; s.K = M;
+  s.lda = ld_dy; s.ldb = ld_x; s.ldc = K;
+  s.trans_a = true;
+  s.accumulate = true;
+  matmul_.Run(s, dy, x, nullptr, dw);
+}
+
+void CpuKernels::WeightGradTransposed(const float* x, int64_t ld_x, const float* dy,
+                                      int64_t ld_dy, float* dwt, int64_t M, int64_t N, int64_t K) {
+  MatmulShape s;  // dwᵀ[K,N] = xᵀ[K,M]·dy[M,N]
+  s.M = K; s.N = N; s.K = M;
+  s.lda = ld_x; s.ldb = ld_dy; s.ldc = N;
+  s.trans_a = true;
+  matmul_.Run(s, x, dy, nullptr, dwt);
+}
+
+void CpuKernels::AddTransposed(const float* dwt, float* dw, int64_t N, int64_t K) {
+  constexpr int64_t kTile = 32;
+  const int64_t n_tiles = (N + kTile - 1) / kTile, k_tiles = (K + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static)
+  for (int64_t tile = 0; tile < n_tiles * k_tiles; ++tile) {
+    const int64_t n0 = tile / k_tiles * kTile, k0 = tile % k_tiles * kTile;
+    const int64_t n1 = std::min(N, n0 + kTile), k1 = std::min(K, k0 + kTile);
+    for (int64_t n = n0; n < n1; ++n) {
+      float* out = dw + n * K;
+      const float* in = dwt + n;
+#pragma omp simd
+      for (int64_t k = k0; k < k1; ++k) out[k] += in[k * N];
+    }
+  }
+}
+
+const float* CpuKernels::PaddedCopy(const float* src, int64_t rows, int64_t cols, int64_t ld,
+                                    std::vector<float>& buffer) {
+  float* dst = Scratch(buffer, static_cast<size_t>(rows) * ld);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) std::copy(src + r * cols, src + (r + 1) * cols, dst + r * ld);
+  return dst;
+}
+
+bool CpuKernels::WeightGradTransposedIsFaster(const float* x, int64_t ld_x, const float* dy,
+                                              int64_t ld_dy, int64_t M, int64_t N, int64_t K) {
+  // Times both orientations once per shape and keeps the faster. oneDNN's
+  // gemm favours wide outputs, but where the crossover lies depends on the
+  // shape and the machine, so it is measured rather than guessed. The trials
+  // run on one thread and are timed in that thread's CPU time: on a shared
+  // machine wall time of a multi-threaded GEMM mostly measures the other
+  // processes, while the single-thread ranking matches the threaded one.
+  // The trial reduces over at most 2048 rows, enough for the steady state.
+  const int64_t rows = std::min<int64_t>(M, 2048);
+  float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(2) * K * N);
+  float* trial = dwt + K * N;
+  std::fill(trial, trial + K * N, 0.0f);
+  double direct = 1e30, transposed = 1e30;
+#pragma omp parallel
+  if (omp_get_thread_num() == 0) {
+    for (int rep = 0; rep < 3; ++rep) {  // the first run creates the kernels
+      const double t0 = ThreadCpuSeconds();
+      Sgemm('T', 'N', N, K, rows, 1.0f, dy, ld_dy, x, ld_x, 1.0f, trial, K);
+      const double t1 = ThreadCpuSeconds();
+      Sgemm('T', 'N', K, N, rows, 1.0f, x, ld_x, dy, ld_dy, 0.0f, dwt, N);
+      AddTransposed(dwt, trial, N, K);
+      const double t2 = ThreadCpuSeconds();
+      if (rep == 0) continue;
+      direct = std::min(direct, t1 - t0);
+      transposed = std::min(transposed, t2 - t1);
+    }
+  }
+  VLOG(1) << "weight gradient M=" << M << " N=" << N << " K=" << K << " (trial on " << rows
+          << " rows, one thread): direct " << direct * 1e3 << " ms, transposed "
+          << transposed * 1e3 << " ms";
+  return transposed < direct;
+}
+
 void CpuKernels::LinearBackward(const float* x, const float* w, const float* dy, float* dx,
                                 float* dw, float* db, int64_t M, int64_t N, int64_t K,
                                 bool accumulate_dx) {
+  // Operands whose rows lie a multiple of 2 KiB apart are copied to a padded
+  // stride first: at such strides the GEMM's walk down the rows keeps hitting
+  // the same cache sets, which halves its speed (and makes it depend on the
+  // buffer's address), while the copy is one cheap streaming pass.
+  const float* dy_g = dy;
+  int64_t ld_dy = N;
+  if (dw != nullptr && HasAliasingStride(N)) {
+    ld_dy = N + kStridePad;
+    dy_g = PaddedCopy(dy, M, N, ld_dy, padded_dy_);
+  }
+  const float* x_g = x;
+  int64_t ld_x = K;
+  if (dw != nullptr && HasAliasingStride(K)) {
+    ld_x = K + kStridePad;
+    x_g = PaddedCopy(x, M, K, ld_x, padded_x_);
+  }
   if (dx != nullptr) {  // dx[M,K] = dy[M,N]·w[N,K]
     MatmulShape s;
     s.M = M; s.N = K; s.K = N;
-    s.lda = N; s.ldb = K; s.ldc = K;
+    s.lda = ld_dy; s.ldb = K; s.ldc = K;
     s.accumulate = accumulate_dx;
-    matmul_.Run(s, dy, w, nullptr, dx);
+    matmul_.Run(s, dy_g, w, nullptr, dx);
   }
-  if (dw != nullptr && N <= K) {  // dw[N,K] += dyᵀ[N,M]·x[M,K]
-    MatmulShape s;
-    s.M = N; s.N = K; s.K = M;
-    s.lda = N; s.ldb = K; s.ldc = K;
-    s.trans_a = true;
-    s.accumulate = true;
-    matmul_.Run(s, dy, x, nullptr, dw);
-  } else if (dw != nullptr) {
-    // oneDNN's gemm is much faster when the output is wide, so for tall
-    // weights compute dwᵀ[K,N] = xᵀ·dy into scratch and add it transposed.
-    MatmulShape s;
-    s.M = K; s.N = N; s.K = M;
-    s.lda = K; s.ldb = N; s.ldc = N;
-    s.trans_a = true;
-    float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(K) * N);
-    matmul_.Run(s, x, dy, nullptr, dwt);
-    constexpr int64_t kTile = 32;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t n0 = 0; n0 < N; n0 += kTile) {
-      for (int64_t k0 = 0; k0 < K; k0 += kTile) {
-        for (int64_t n = n0; n < std::min(N, n0 + kTile); ++n)
-          for (int64_t k = k0; k < std::min(K, k0 + kTile); ++k) dw[n * K + k] += dwt[k * N + n];
-      }
+  if (dw != nullptr) {
+    auto it = weight_grad_transposed_.find({M, N, K});
+    if (it == weight_grad_transposed_.end()) {
+      const bool transposed = WeightGradTransposedIsFaster(x_g, ld_x, dy_g, ld_dy, M, N, K);
+      it = weight_grad_transposed_.emplace(std::make_tuple(M, N, K), transposed).first;
+    }
+    if (it->second) {
+      float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(K) * N);
+      WeightGradTransposed(x_g, ld_x, dy_g, ld_dy, dwt, M, N, K);
+      AddTransposed(dwt, dw, N, K);
+    } else {
+      WeightGradDirect(x_g, ld_x, dy_g, ld_dy, dw, M, N, K);
     }
   }
   if (db != nullptr) {
@@ -300,6 +425,11 @@ void CpuKernels::Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int h
   }
 }
 
+// Causal attention runs in blocks of kRowBlock query rows; block [r0, r1)
+// only meets keys [0, r1), so score tiles right of the block diagonal are
+// never computed (about half the FLOPs of full T×T attention at long T).
+constexpr int kRowBlock = 64;
+
 void CpuKernels::AttentionForward(const AttentionViews& in, float* y, int64_t ld_y,
                                   float* probs) {
   const int B = in.B, T = in.T, H = in.H, D = in.D, P = in.P;
@@ -309,29 +439,22 @@ void CpuKernels::AttentionForward(const AttentionViews& in, float* y, int64_t ld
     for (int h = 0; h < H; ++h) {
       const int64_t row0 = static_cast<int64_t>(b) * T;
       float* S = probs + (static_cast<int64_t>(b) * H + h) * T * T;
-      Sgemm('N', 'T', T, T, D, in.scale, in.q + row0 * in.ld_q + h * D, in.ld_q,
-            in.k + row0 * in.ld_k + h * D, in.ld_k, 0.0f, S, T);
-      if (rope) {
-        Sgemm('N', 'T', T, T, P, in.scale, in.q_rope + row0 * in.ld_q_rope + h * P,
-              in.ld_q_rope, in.k_rope + row0 * in.ld_k_rope, in.ld_k_rope, 1.0f, S, T);
-      }
-      for (int t = 0; t < T; ++t) {
-        float* row = S + static_cast<int64_t>(t) * T;
-        float mx = row[0];
-        for (int s = 1; s <= t; ++s) mx = std::max(mx, row[s]);
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int s = 0; s <= t; ++s) {
-          row[s] = math::Exp(row[s] - mx);
-          sum += row[s];
+      const float* K = in.k + row0 * in.ld_k + h * D;
+      const float* V = in.v + row0 * in.ld_v + h * D;
+      for (int r0 = 0; r0 < T; r0 += kRowBlock) {
+        const int r1 = std::min(T, r0 + kRowBlock);
+        float* Sb = S + static_cast<int64_t>(r0) * T;
+        Sgemm('N', 'T', r1 - r0, r1, D, in.scale, in.q + (row0 + r0) * in.ld_q + h * D, in.ld_q,
+              K, in.ld_k, 0.0f, Sb, T);
+        if (rope) {
+          Sgemm('N', 'T', r1 - r0, r1, P, in.scale,
+                in.q_rope + (row0 + r0) * in.ld_q_rope + h * P, in.ld_q_rope,
+                in.k_rope + row0 * in.ld_k_rope, in.ld_k_rope, 1.0f, Sb, T);
         }
-        const float inv = 1.0f / sum;
-#pragma omp simd
-        for (int s = 0; s <= t; ++s) row[s] *= inv;
-        std::fill(row + t + 1, row + T, 0.0f);
+        for (int t = r0; t < r1; ++t) CausalSoftmaxRow(S + static_cast<int64_t>(t) * T, t + 1, r1);
+        Sgemm('N', 'N', r1 - r0, D, r1, 1.0f, Sb, T, V, in.ld_v, 0.0f,
+              y + (row0 + r0) * ld_y + h * D, ld_y);
       }
-      Sgemm('N', 'N', T, D, T, 1.0f, S, T, in.v + row0 * in.ld_v + h * D, in.ld_v, 0.0f,
-            y + row0 * ld_y + h * D, ld_y);
     }
   }
 }
@@ -341,7 +464,8 @@ void CpuKernels::AttentionBackward(const AttentionViews& in, const float* probs,
   const int B = in.B, T = in.T, H = in.H, D = in.D, P = in.P;
   const bool rope = in.q_rope != nullptr;
   const int nt = omp_get_max_threads();
-  float* tiles = Scratch(thread_scratch_, static_cast<size_t>(nt) * T * T);
+  const int64_t tile = static_cast<int64_t>(std::min(T, kRowBlock)) * T;
+  float* tiles = Scratch(thread_scratch_, static_cast<size_t>(nt) * tile);
   // Per-(b, h) contributions to the shared rotary key, summed over heads below.
   float* dkr_parts =
       rope ? Scratch(rope_grad_scratch_, static_cast<size_t>(B) * H * T * P) : nullptr;
@@ -350,33 +474,39 @@ void CpuKernels::AttentionBackward(const AttentionViews& in, const float* probs,
     for (int h = 0; h < H; ++h) {
       const int64_t row0 = static_cast<int64_t>(b) * T;
       const float* Pm = probs + (static_cast<int64_t>(b) * H + h) * T * T;
-      float* dS = tiles + static_cast<int64_t>(omp_get_thread_num()) * T * T;
-      const float* dY = dy + row0 * ld_dy + h * D;
-      // dP = dY·Vᵀ
-      Sgemm('N', 'T', T, T, D, 1.0f, dY, ld_dy, in.v + row0 * in.ld_v + h * D, in.ld_v, 0.0f,
-            dS, T);
-      for (int t = 0; t < T; ++t) {
-        const float* p = Pm + static_cast<int64_t>(t) * T;
-        float* d = dS + static_cast<int64_t>(t) * T;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int s = 0; s <= t; ++s) dot += p[s] * d[s];
-#pragma omp simd
-        for (int s = 0; s <= t; ++s) d[s] = math::SoftmaxGrad(p[s], d[s], dot);
-        std::fill(d + t + 1, d + T, 0.0f);
-      }
-      // dV = Pᵀ·dY, dQ = scale·dS·K, dK = scale·dSᵀ·Q
-      Sgemm('T', 'N', T, D, T, 1.0f, Pm, T, dY, ld_dy, 0.0f, g.dv + row0 * g.ld_dv + h * D,
-            g.ld_dv);
-      Sgemm('N', 'N', T, D, T, in.scale, dS, T, in.k + row0 * in.ld_k + h * D, in.ld_k, 0.0f,
-            g.dq + row0 * g.ld_dq + h * D, g.ld_dq);
-      Sgemm('T', 'N', T, D, T, in.scale, dS, T, in.q + row0 * in.ld_q + h * D, in.ld_q, 0.0f,
-            g.dk + row0 * g.ld_dk + h * D, g.ld_dk);
-      if (rope) {
-        Sgemm('N', 'N', T, P, T, in.scale, dS, T, in.k_rope + row0 * in.ld_k_rope, in.ld_k_rope,
-              0.0f, g.dq_rope + row0 * g.ld_dq_rope + h * P, g.ld_dq_rope);
-        Sgemm('T', 'N', T, P, T, in.scale, dS, T, in.q_rope + row0 * in.ld_q_rope + h * P,
-              in.ld_q_rope, 0.0f, dkr_parts + (static_cast<int64_t>(b) * H + h) * T * P, P);
+      float* dS = tiles + static_cast<int64_t>(omp_get_thread_num()) * tile;
+      const float* Q = in.q + row0 * in.ld_q + h * D;
+      const float* K = in.k + row0 * in.ld_k + h * D;
+      const float* V = in.v + row0 * in.ld_v + h * D;
+      float* dK = g.dk + row0 * g.ld_dk + h * D;
+      float* dV = g.dv + row0 * g.ld_dv + h * D;
+      float* dKr = rope ? dkr_parts + (static_cast<int64_t>(b) * H + h) * T * P : nullptr;
+      // The last row block meets every key, so it writes dK/dV (beta 0) and
+      // the earlier blocks, meeting keys [0, r1), add to their prefix.
+      const int last = (T - 1) / kRowBlock * kRowBlock;
+      for (int r0 = last; r0 >= 0; r0 -= kRowBlock) {
+        const int r1 = std::min(T, r0 + kRowBlock), rows = r1 - r0;
+        const float beta = r0 == last ? 0.0f : 1.0f;
+        const float* Pb = Pm + static_cast<int64_t>(r0) * T;
+        const float* dY = dy + (row0 + r0) * ld_dy + h * D;
+        // dP = dY·Vᵀ
+        Sgemm('N', 'T', rows, r1, D, 1.0f, dY, ld_dy, V, in.ld_v, 0.0f, dS, T);
+        for (int t = r0; t < r1; ++t)
+          CausalSoftmaxGradRow(Pm + static_cast<int64_t>(t) * T,
+                               dS + static_cast<int64_t>(t - r0) * T, t + 1, r1);
+        // dV += Pᵀ·dY, dQ = scale·dS·K, dK += scale·dSᵀ·Q
+        Sgemm('T', 'N', r1, D, rows, 1.0f, Pb, T, dY, ld_dy, beta, dV, g.ld_dv);
+        Sgemm('N', 'N', rows, D, r1, in.scale, dS, T, K, in.ld_k, 0.0f,
+              g.dq + (row0 + r0) * g.ld_dq + h * D, g.ld_dq);
+        Sgemm('T', 'N', r1, D, rows, in.scale, dS, T, Q + static_cast<int64_t>(r0) * in.ld_q,
+              in.ld_q, beta, dK, g.ld_dk);
+        if (rope) {
+          Sgemm('N', 'N', rows, P, r1, in.scale, dS, T, in.k_rope + row0 * in.ld_k_rope,
+                in.ld_k_rope, 0.0f, g.dq_rope + (row0 + r0) * g.ld_dq_rope + h * P,
+                g.ld_dq_rope);
+          Sgemm('T', 'N', r1, P, rows, in.scale, dS, T,
+                in.q_rope + (row0 + r0) * in.ld_q_rope + h * P, in.ld_q_rope, beta, dKr, P);
+        }
       }
     }
   }
@@ -400,21 +530,30 @@ double CpuKernels::SoftmaxCrossEntropy(float* logits, const int32_t* targets, fl
 #pragma omp parallel for schedule(static) reduction(+ : total)
   for (int64_t i = 0; i < M; ++i) {
     float* row = logits + i * V;
+    const int32_t target = targets[i];
+    const float target_logit = row[target];  // read before dlogits may overwrite it
     float mx = row[0];
+#pragma omp simd reduction(max : mx)
     for (int64_t j = 1; j < V; ++j) mx = std::max(mx, row[j]);
     float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < V; ++j) sum += math::Exp(row[j] - mx);
-    const float lse = mx + std::log(sum);
-    const int32_t target = targets[i];
-    total += static_cast<double>(lse - row[target]);
     if (dlogits != nullptr) {
+      // One exp per logit: keep e^(z - max) in dlogits and scale it after.
       float* d = dlogits + i * V;
-      const float inv = 1.0f / sum;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < V; ++j) {
+        const float e = math::Exp(row[j] - mx);
+        d[j] = e;
+        sum += e;
+      }
+      const float scale = grad_scale / sum;
 #pragma omp simd
-      for (int64_t j = 0; j < V; ++j) d[j] = math::Exp(row[j] - mx) * inv * grad_scale;
+      for (int64_t j = 0; j < V; ++j) d[j] *= scale;
       d[target] -= grad_scale;
+    } else {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < V; ++j) sum += math::Exp(row[j] - mx);
     }
+    total += static_cast<double>(mx + std::log(sum) - target_logit);
   }
   return total;
 }

@@ -2,8 +2,13 @@
 // CpuKernels: the reference implementation of the kernel interface
 // (layers/kernels.h). Linear layers run as oneDNN matmul primitives cached per
 // shape, with fused bias / bias+GELU post-ops; attention runs per (batch, head)
-// on OpenMP threads, each issuing single-threaded oneDNN sgemm calls; the
+// on OpenMP threads, each issuing single-threaded oneDNN sgemm calls over
+// causal row blocks (key blocks the mask removes are never computed); the
 // element-wise kernels are OpenMP loops over the shared math in layers/math/.
+// The weight gradient dw = dyᵀ·x is computed either directly or transposed
+// (dwᵀ = xᵀ·dy, added back), whichever measured faster for the shape on its
+// first use; the choice only changes float summation order. Its operands are
+// first copied to a padded row stride when theirs is a multiple of 2 KiB.
 //
 // Owns its primitive cache and scratch buffers, which grow on first use of a
 // shape and are then reused (no allocation in a steady training step).
@@ -62,12 +67,30 @@ class CpuKernels final : public Kernels {
   const std::pair<std::vector<float>, std::vector<float>>& RopeTable(int dims, float theta,
                                                                      int positions);
   float* Scratch(std::vector<float>& buffer, size_t n);
+  // dw[N,K] += dyᵀ·x as one GEMM with output [N,K]; x and dy have row
+  // strides ld_x and ld_dy.
+  void WeightGradDirect(const float* x, int64_t ld_x, const float* dy, int64_t ld_dy, float* dw,
+                        int64_t M, int64_t N, int64_t K);
+  // dwt[K,N] = xᵀ·dy (the transposed weight gradient, written).
+  void WeightGradTransposed(const float* x, int64_t ld_x, const float* dy, int64_t ld_dy,
+                            float* dwt, int64_t M, int64_t N, int64_t K);
+  // dw[N,K] += dwtᵀ.
+  void AddTransposed(const float* dwt, float* dw, int64_t N, int64_t K);
+  // Measures both weight-gradient orientations for this shape once.
+  bool WeightGradTransposedIsFaster(const float* x, int64_t ld_x, const float* dy,
+                                    int64_t ld_dy, int64_t M, int64_t N, int64_t K);
+  // Copies src[rows, cols] into `buffer` with row stride ld; returns it.
+  const float* PaddedCopy(const float* src, int64_t rows, int64_t cols, int64_t ld,
+                          std::vector<float>& buffer);
 
   OnednnMatmul matmul_;
   std::map<std::pair<int, float>, std::pair<std::vector<float>, std::vector<float>>> rope_tables_;
   std::vector<float> thread_scratch_;  // per-thread partial sums / T×T tiles
   std::vector<float> rope_grad_scratch_;
   std::vector<float> transpose_scratch_;  // dwᵀ of tall weights
+  std::vector<float> padded_x_, padded_dy_;  // operands re-strided for the GEMM
+  // Per (M, N, K): whether the transposed weight gradient was measured faster.
+  std::map<std::tuple<int64_t, int64_t, int64_t>, bool> weight_grad_transposed_;
 };
 
 }  // namespace mla
