@@ -58,12 +58,6 @@ void CausalSoftmaxGradRow(const float* p, float* d, int valid, int width) {
 constexpr int64_t kStridePad = 16;
 bool HasAliasingStride(int64_t ld) { return ld % 512 == 0; }
 
-double ThreadCpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
 }  // namespace
 
 CpuKernels::CpuKernels() {
@@ -135,40 +129,6 @@ const float* CpuKernels::PaddedCopy(const float* src, int64_t rows, int64_t cols
   return dst;
 }
 
-bool CpuKernels::WeightGradTransposedIsFaster(const float* x, int64_t ld_x, const float* dy,
-                                              int64_t ld_dy, int64_t M, int64_t N, int64_t K) {
-  // Times both orientations once per shape and keeps the faster. oneDNN's
-  // gemm favours wide outputs, but where the crossover lies depends on the
-  // shape and the machine, so it is measured rather than guessed. The trials
-  // run on one thread and are timed in that thread's CPU time: on a shared
-  // machine wall time of a multi-threaded GEMM mostly measures the other
-  // processes, while the single-thread ranking matches the threaded one.
-  // The trial reduces over at most 2048 rows, enough for the steady state.
-  const int64_t rows = std::min<int64_t>(M, 2048);
-  float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(2) * K * N);
-  float* trial = dwt + K * N;
-  std::fill(trial, trial + K * N, 0.0f);
-  double direct = 1e30, transposed = 1e30;
-#pragma omp parallel
-  if (omp_get_thread_num() == 0) {
-    for (int rep = 0; rep < 3; ++rep) {  // the first run creates the kernels
-      const double t0 = ThreadCpuSeconds();
-      Sgemm('T', 'N', N, K, rows, 1.0f, dy, ld_dy, x, ld_x, 1.0f, trial, K);
-      const double t1 = ThreadCpuSeconds();
-      Sgemm('T', 'N', K, N, rows, 1.0f, x, ld_x, dy, ld_dy, 0.0f, dwt, N);
-      AddTransposed(dwt, trial, N, K);
-      const double t2 = ThreadCpuSeconds();
-      if (rep == 0) continue;
-      direct = std::min(direct, t1 - t0);
-      transposed = std::min(transposed, t2 - t1);
-    }
-  }
-  VLOG(1) << "weight gradient M=" << M << " N=" << N << " K=" << K << " (trial on " << rows
-          << " rows, one thread): direct " << direct * 1e3 << " ms, transposed "
-          << transposed * 1e3 << " ms";
-  return transposed < direct;
-}
-
 void CpuKernels::LinearBackward(const float* x, const float* w, const float* dy, float* dx,
                                 float* dw, float* db, int64_t M, int64_t N, int64_t K,
                                 bool accumulate_dx) {
@@ -196,12 +156,11 @@ void CpuKernels::LinearBackward(const float* x, const float* w, const float* dy,
     matmul_.Run(s, dy_g, w, nullptr, dx);
   }
   if (dw != nullptr) {
-    auto it = weight_grad_transposed_.find({M, N, K});
-    if (it == weight_grad_transposed_.end()) {
-      const bool transposed = WeightGradTransposedIsFaster(x_g, ld_x, dy_g, ld_dy, M, N, K);
-      it = weight_grad_transposed_.emplace(std::make_tuple(M, N, K), transposed).first;
-    }
-    if (it->second) {
+    // oneDNN's gemm favours wide outputs, so tall weights (N > K) are
+    // computed as dwᵀ and added back transposed. The choice is a fixed rule of
+    // the shape, never a timing, so every process and every resumed run sums
+    // in the same order (bit-exact resume depends on it).
+    if (N > K) {
       float* dwt = Scratch(transpose_scratch_, static_cast<size_t>(K) * N);
       WeightGradTransposed(x_g, ld_x, dy_g, ld_dy, dwt, M, N, K);
       AddTransposed(dwt, dw, N, K);

@@ -76,9 +76,6 @@ class CpuKernels final : public Kernels {
                             float* dwt, int64_t M, int64_t N, int64_t K);
   // dw[N,K] += dwtᵀ.
   void AddTransposed(const float* dwt, float* dw, int64_t N, int64_t K);
-  // Measures both weight-gradient orientations for this shape once.
-  bool WeightGradTransposedIsFaster(const float* x, int64_t ld_x, const float* dy,
-                                    int64_t ld_dy, int64_t M, int64_t N, int64_t K);
   // Copies src[rows, cols] into `buffer` with row stride ld; returns it.
   const float* PaddedCopy(const float* src, int64_t rows, int64_t cols, int64_t ld,
                           std::vector<float>& buffer);
@@ -89,8 +86,6 @@ class CpuKernels final : public Kernels {
   std::vector<float> rope_grad_scratch_;
   std::vector<float> transpose_scratch_;  // dwᵀ of tall weights
   std::vector<float> padded_x_, padded_dy_;  // operands re-strided for the GEMM
-  // Per (M, N, K): whether the transposed weight gradient was measured faster.
-  std::map<std::tuple<int64_t, int64_t, int64_t>, bool> weight_grad_transposed_;
 };
 
 }  // namespace mla
