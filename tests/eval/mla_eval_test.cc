@@ -1,0 +1,228 @@
+// The mla-eval binary on the fixture written by write_fixture (a random-weight
+// mla_rope checkpoint with a trained tokenizer, a validation shard and a
+// prompts file with good and bad lines).
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "launch/mla_eval_json.h"
+#include "layers/cpu/cpu_kernels.h"
+#include "runtime/data/token_shard.h"
+#include "runtime/model_checkpoint.h"
+
+namespace mla {
+namespace {
+
+const std::string kDir = MLA_EVAL_FIXTURE_DIR;
+const std::string kCkpt = kDir + "/run";
+const std::string kOut = kDir + "/out";
+
+struct Result {
+  int code = -1;
+  std::string output;  // stdout and stderr
+};
+
+Result RunCommand(const std::string& cmd) {
+  Result r;
+  FILE* pipe = popen((cmd + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
+  const int status = pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+Result Eval(const std::string& args) { return RunCommand(absl::StrCat(MLA_EVAL, " ", args)); }
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::vector<json::Value> ReadJsonl(const std::string& path) {
+  std::vector<json::Value> out;
+  for (absl::string_view line : absl::StrSplit(ReadAll(path), '\n', absl::SkipEmpty())) {
+    auto v = json::Parse(line);
+    EXPECT_TRUE(v.ok()) << v.status();
+    if (v.ok()) out.push_back(*v);
+  }
+  return out;
+}
+
+double NumberAt(const json::Value& v, const std::string& key) {
+  const json::Value* x = v.Find(key);
+  EXPECT_NE(x, nullptr) << key;
+  return x == nullptr ? NAN : x->number;
+}
+
+// The mean loss over every full window of the shard, each window run alone
+// through GptModel::Forward — windows cut here from the raw tokens.
+double DirectLoss(int T) {
+  CpuKernels kernels;
+  auto loaded = LoadModelFromCheckpoint(kCkpt, "", &kernels);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  auto shard = TokenShard::Open(kDir + "/val.bin");
+  EXPECT_TRUE(shard.ok()) << shard.status();
+  const auto tok = shard->tokens();
+  const int64_t windows = (static_cast<int64_t>(tok.size()) - 1) / T;
+  double sum = 0.0;
+  std::vector<int32_t> in(T), tg(T);
+  for (int64_t w = 0; w < windows; ++w) {
+    for (int t = 0; t < T; ++t) {
+      in[t] = tok[w * T + t];
+      tg[t] = tok[w * T + t + 1];
+    }
+    sum += loaded->model->Forward(in.data(), tg.data(), 1, T);
+  }
+  return sum / windows;
+}
+
+TEST(MlaEvalTest, LossIsTheMeanOverAllValidationWindows) {
+  const Result r = Eval(absl::StrCat("--task=loss --checkpoint=", kCkpt, " --val_shard=", kDir,
+                                     "/val.bin --seq_len=32 --batch=3 --out=", kOut, ".loss.json"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto v = json::Parse(ReadAll(kOut + ".loss.json"));
+  ASSERT_TRUE(v.ok()) << v.status();
+  const double want = DirectLoss(32);
+  // Both sides sum float32 row losses of the same windows; batching changes
+  // only the order of float work inside a row, ~1e-6 relative.
+  EXPECT_NEAR(NumberAt(*v, "loss"), want, 1e-5 * want);
+  EXPECT_NEAR(NumberAt(*v, "perplexity"), std::exp(NumberAt(*v, "loss")),
+              1e-9 * NumberAt(*v, "perplexity"));
+  EXPECT_NE(r.output.find("perplexity"), std::string::npos);
+}
+
+TEST(MlaEvalTest, LossOnTwoRanksEqualsOneRank) {
+  const std::string args = absl::StrCat("--task=loss --checkpoint=", kCkpt, " --val_shard=", kDir,
+                                        "/val.bin --seq_len=16 --batch=4 --out=");
+  const Result one = Eval(args + kOut + ".loss1.json");
+  ASSERT_EQ(one.code, 0) << one.output;
+  const Result two = RunCommand(absl::StrCat(MLA_MPIEXEC, " -np 2 ", MLA_EVAL, " ", args, kOut,
+                                             ".loss2.json"));
+  ASSERT_EQ(two.code, 0) << two.output;
+  auto a = json::Parse(ReadAll(kOut + ".loss1.json"));
+  auto b = json::Parse(ReadAll(kOut + ".loss2.json"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(NumberAt(*b, "ranks"), 2);
+  EXPECT_EQ(NumberAt(*a, "windows"), NumberAt(*b, "windows"));
+  // The same per-window losses summed in another grouping: double sums of
+  // float values, equal to ~1e-12 relative.
+  EXPECT_NEAR(NumberAt(*a, "loss"), NumberAt(*b, "loss"), 1e-9 * NumberAt(*a, "loss"));
+}
+
+TEST(MlaEvalTest, GenerateWritesEveryPromptAndReportsBadLinesAlone) {
+  const Result r = Eval(absl::StrCat("--task=generate --checkpoint=", kCkpt, " --prompts=", kDir,
+                                     "/prompts.jsonl --max_new_tokens=20 --max_batch=2 --out=",
+                                     kOut, ".gen.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto lines = ReadJsonl(kOut + ".gen.jsonl");
+  ASSERT_EQ(lines.size(), 8u);  // the blank line is skipped
+  const std::vector<bool> good = {true, true, false, false, false, false, false, true};
+  for (size_t i = 0; i < lines.size(); ++i) {
+    SCOPED_TRACE(i);
+    if (good[i]) {
+      ASSERT_EQ(lines[i].Find("error"), nullptr);
+      const json::Value* toks = lines[i].Find("tokens");
+      ASSERT_NE(toks, nullptr);
+      EXPECT_EQ(static_cast<double>(toks->array.size()), NumberAt(lines[i], "generated_tokens"));
+      EXPECT_NE(lines[i].Find("text"), nullptr);
+      EXPECT_NE(lines[i].Find("stop"), nullptr);
+      EXPECT_GE(NumberAt(lines[i], "seconds"), 0.0);
+    } else {
+      ASSERT_NE(lines[i].Find("error"), nullptr);
+    }
+  }
+  EXPECT_EQ(lines[0].Find("id")->string, "a");
+  EXPECT_LE(NumberAt(lines[1], "generated_tokens"), 5);
+  EXPECT_NE(lines[2].Find("error")->string.find("bad JSON"), std::string::npos);
+  EXPECT_NE(lines[3].Find("error")->string.find("empty prompt"), std::string::npos);
+  EXPECT_NE(lines[4].Find("error")->string.find("longer than the context"), std::string::npos);
+  EXPECT_NE(lines[5].Find("error")->string.find("unknown key"), std::string::npos);
+  EXPECT_NE(lines[6].Find("error")->string.find("beyond the context"), std::string::npos);
+}
+
+TEST(MlaEvalTest, SameSeedGivesTheSameSampledText) {
+  const std::string args =
+      absl::StrCat("--task=generate --checkpoint=", kCkpt, " --prompts=", kDir,
+                   "/prompts.jsonl --max_new_tokens=24 --temperature=1 --top_k=50 --seed=9 --out=");
+  ASSERT_EQ(Eval(args + kOut + ".s1.jsonl").code, 0);
+  // Another batch size must not change a request's tokens either.
+  ASSERT_EQ(Eval(args + kOut + ".s2.jsonl --max_batch=1").code, 0);
+  EXPECT_EQ(ReadAll(kOut + ".s1.jsonl").size() > 0, true);
+  const auto a = ReadJsonl(kOut + ".s1.jsonl"), b = ReadJsonl(kOut + ".s2.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].Find("text") == nullptr) continue;
+    EXPECT_EQ(a[i].Find("text")->string, b[i].Find("text")->string) << "line " << i;
+  }
+}
+
+TEST(MlaEvalTest, ReportKvBytesEqualTheFormulaAndJudgeFileHasTheRubric) {
+  const Result r = Eval(absl::StrCat(
+      "--task=report --checkpoint=", kCkpt, " --prompts=", kDir,
+      "/prompts.jsonl --max_new_tokens=16 --bench_batches=1,2 --bench_contexts=24 "
+      "--bench_steps=4 --bench_repeats=1 --out=", kOut, ".report.json"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto v = json::Parse(ReadAll(kOut + ".report.json"));
+  ASSERT_TRUE(v.ok()) << v.status();
+  const json::Value* kv = v->Find("kv_cache");
+  ASSERT_NE(kv, nullptr);
+  // mla_rope, 2 layers, R = 16, P = 4, C = 32: (R + P) per token and layer.
+  EXPECT_EQ(NumberAt(*kv, "bytes_per_token_per_layer_fp32"), (16 + 4) * 4);
+  EXPECT_EQ(NumberAt(*kv, "bytes_per_token_fp32"), 2 * (16 + 4) * 4);
+  EXPECT_EQ(NumberAt(*kv, "bytes_per_token_bf16"), 2 * (16 + 4) * 2);
+  EXPECT_EQ(NumberAt(*kv, "mha_bytes_per_token_fp32"), 2 * 2 * 32 * 4);
+  EXPECT_NEAR(NumberAt(*kv, "reduction_vs_mha"), 1.0 - 20.0 / 64.0, 1e-12);
+  // Both decode modes × 2 batch sizes × 1 context.
+  ASSERT_EQ(v->Find("speed")->array.size(), 4u);
+  const json::Value* text = v->Find("text_metrics");
+  ASSERT_NE(text, nullptr);
+  EXPECT_EQ(NumberAt(*text, "generations"), 3);
+  const auto judge = ReadJsonl(kOut + ".report.json.judge.jsonl");
+  ASSERT_EQ(judge.size(), 3u);
+  for (const auto& j : judge) {
+    const std::string& prompt = j.Find("grader_prompt")->string;
+    for (const char* word : {"grammar", "creativity", "consistency", "1", "10"})
+      EXPECT_NE(prompt.find(word), std::string::npos) << word;
+    EXPECT_NE(prompt.find(j.Find("completion")->string), std::string::npos);
+  }
+}
+
+TEST(MlaEvalTest, BadFlagsEndWithOneClearMessage) {
+  const struct {
+    std::string args, message;
+  } cases[] = {
+      {"--task=train --checkpoint=" + kCkpt, "unknown --task 'train'"},
+      {"--task=generate --checkpoint=" + kCkpt + " --prompts=" + kDir +
+           "/prompts.jsonl --max_new_tokens=64",
+       "--max_new_tokens must be in [0, context 64)"},
+      {"--task=loss --checkpoint=" + kDir + "/missing --val_shard=" + kDir + "/val.bin",
+       "missing"},
+      {"--task=generate --checkpoint=" + kCkpt + " --prompts=" + kDir + "/nope.jsonl --max_new_tokens=8",
+       "cannot open prompts file"},
+      {"--task=generate --checkpoint=" + kCkpt + " --prompts=" + kDir +
+           "/prompts.jsonl --max_new_tokens=8 --decode=fast",
+       "unknown decode mode 'fast'"},
+  };
+  for (const auto& c : cases) {
+    const Result r = Eval(c.args);
+    EXPECT_EQ(r.code, 1) << c.args << "\n" << r.output;
+    EXPECT_NE(r.output.find("mla-eval: "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(c.message), std::string::npos) << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace mla
