@@ -24,6 +24,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 class ReportError(Exception):
     pass
@@ -195,14 +196,24 @@ def pareto_front(rows):
 def plot_pareto(rows, path):
     fig, ax = plt.subplots(figsize=(7, 4.8), dpi=110)
     markers = {"mha": "s", "mha_rope": "D", "mla": "o", "mla_rope": "^"}
+    labelled = set()
     for r in rows:
-        ax.scatter(r["kv_bytes_per_token"], r["val_loss"], marker=markers.get(r["attention"], "x"), s=45)
+        kind = r["attention"]
+        ax.scatter(r["kv_bytes_per_token"], r["val_loss"], marker=markers.get(kind, "x"), s=45,
+                   color=f"C{list(markers).index(kind) if kind in markers else 4}",
+                   label=None if kind in labelled else kind)
+        labelled.add(kind)
         ax.annotate(r["variant"], (r["kv_bytes_per_token"], r["val_loss"]), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
     front = pareto_front(rows)
     ax.plot([r["kv_bytes_per_token"] for r in front], [r["val_loss"] for r in front], "k--",
             linewidth=0.8, label="Pareto front")
     ax.set_xscale("log", base=2)
+    # Tick at the variants' own sizes: the values the table quotes.
+    ticks = sorted({r["kv_bytes_per_token"] for r in rows})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:,}" for t in ticks], rotation=45, fontsize=7)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("KV cache bytes per token (fp32, all layers)")
     ax.set_ylabel("validation loss (nats)")
     ax.set_title("KV memory vs validation loss")
