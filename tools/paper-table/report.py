@@ -99,6 +99,7 @@ def collect_row(variant, run_dir):
         "val_source": val_source,
         "steps": progress[-1]["step"] if progress else 0,
         "tokens_seen": progress[-1].get("tokens_seen", 0) if progress else 0,
+        "train_s": progress[-1].get("elapsed_s", 0) if progress else 0,
         "kv_bytes_per_token": int(kv["bytes_per_token_fp32"]),
         "mha_kv_bytes_per_token": int(kv["mha_bytes_per_token_fp32"]),
         "decode_tps": float(cell["decode_tokens_per_s"]),
