@@ -8,8 +8,11 @@
 #   HOSTFILE=recipes/cluster/hostfile.example recipes/cluster/cpu-cluster.sh [extra flags]
 #   DRY_RUN=1 recipes/cluster/cpu-cluster.sh   (prints world size and command, runs nothing)
 #
-# SIGTERM/Ctrl-C to mpirun: every rank checkpoints and exits 0; run the same
-# command again to continue (--resume=auto), at any number of ranks.
+# To stop with a checkpoint, send SIGTERM to the mla-train processes on every
+# host (e.g. `pdsh -w node0[1-4] pkill -TERM -x mla-train`), not to mpirun:
+# Open MPI 4.1's mpirun does not pass SIGTERM on. Every rank checkpoints and
+# exits 0; run the same command again to continue (--resume=auto), at any
+# number of ranks.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -6,8 +6,11 @@
 #   RECIPE=recipes/paper/mha.flags GPUS=4 recipes/cluster/node-8gpu.sh --steps=500
 #   DRY_RUN=1 recipes/cluster/node-8gpu.sh     (prints world size and command, runs nothing)
 #
-# Ctrl-C or SIGTERM to mpirun reaches every rank; they finish the step, write
-# a checkpoint and exit 0. Run the same command again to continue.
+# Ctrl-C reaches every rank (the terminal signals the whole foreground process
+# group); they finish the step, write a checkpoint and exit 0. To stop a
+# background run, send SIGTERM to the mla-train processes, not to mpirun:
+# Open MPI 4.1's mpirun does not pass SIGTERM on. Run the same command again
+# to continue.
 # Today `--device=cuda` stops with "the CUDA backend is not supported yet";
 # DEVICE=cpu runs the same job on the CPU.
 set -euo pipefail

@@ -238,6 +238,65 @@ class CpuRecipesRun(unittest.TestCase):
         self.assertIn(msg, r.stderr)
 
 
+class SlurmPreemption(unittest.TestCase):
+    """The sbatch script's SIGTERM path without Slurm: LAUNCHER=mpirun on this
+    machine, a stand-in `scontrol` that records its arguments."""
+
+    def test_sigterm_checkpoints_requeues_and_the_restart_resumes(self):
+        import signal
+        import time
+        tmp = tempfile.mkdtemp(prefix="mla-sbatch-test-")
+        proc = None
+        try:
+            data = os.path.join(tmp, "data")
+            subprocess.run([DATA_TOOL, "all", "--count", "2000", "--vocab_size", "512", "--out", data],
+                           check=True, capture_output=True)
+            bindir = os.path.join(tmp, "bin")
+            os.makedirs(bindir)
+            with open(os.path.join(bindir, "scontrol"), "w") as f:
+                f.write(f"#!/bin/sh\necho \"$*\" >> {tmp}/scontrol.log\n")
+            os.chmod(os.path.join(bindir, "scontrol"), 0o755)
+            run_dir = os.path.join(tmp, "run")
+            env = dict(os.environ, PATH=bindir + ":" + os.environ["PATH"], SLURM_SUBMIT_DIR=SRC,
+                       SLURM_JOB_ID="4242", LAUNCHER="mpirun", DEVICE="cpu", NODES="1",
+                       GPUS_PER_NODE="2", MICRO_BATCH="8", SLURM_CPUS_PER_TASK="1",
+                       RECIPE="recipes/cpu/mha.flags", DATA_DIR=data, RUN_DIR=run_dir,
+                       BIN=TRAIN, MPIRUN_EXTRA=" ".join(MPI_FLAGS))
+            env.pop("SLURM_JOB_NUM_NODES", None)
+            script = os.path.join(SRC, "recipes", "cluster", "slurm-a100.sbatch")
+            extra = ["--peak_gflops=1", "--eval_batches=1", "--log_interval=1", "--ckpt_every=0"]
+            # Own session: a failing run (ranks that never stop) is killed as a group below.
+            proc = subprocess.Popen(["bash", script, "--steps=100000"] + extra, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    start_new_session=True)
+            metrics = os.path.join(run_dir, "metrics.jsonl")
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                if os.path.exists(metrics) and sum(1 for _ in open(metrics)) >= 3:
+                    break
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)  # what --signal=B:TERM@120 delivers
+            out, _ = proc.communicate(timeout=180)
+            self.assertEqual(proc.returncode, 0, out[-3000:])
+            self.assertEqual(open(os.path.join(tmp, "scontrol.log")).read().split(), ["requeue", "4242"])
+            recs = [json.loads(l) for l in open(metrics)]
+            last = max(r["step"] for r in recs if "loss" in r)
+            self.assertIn({"step": last, "checkpoint": os.path.join(run_dir, "checkpoints",
+                                                                    f"ckpt-{last}.h5")},
+                          [{k: r[k] for k in ("step", "checkpoint")} for r in recs if "checkpoint" in r])
+            # The requeued job runs the same script; --resume=auto continues.
+            r = subprocess.run(["bash", script, f"--steps={last + 2}"] + extra, env=env,
+                               capture_output=True, text=True, timeout=180)
+            self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+            self.assertIn(f"resumed from {run_dir}/checkpoints/ckpt-{last}.h5 at step {last}",
+                          r.stdout + r.stderr)
+        finally:
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def synthetic_metrics(path, steps=50, base=4.0):
     with open(path, "w") as f:
         for s in range(1, steps + 1):
@@ -352,7 +411,7 @@ if __name__ == "__main__":
     sys.argv = sys.argv[:1]
     suite = unittest.TestSuite()
     loader = unittest.TestLoader()
-    for n in names or ["PaperRecipes", "ClusterDryRun", "CpuRecipesRun", "PlotMetrics",
-                       "PaperTableReport"]:
+    for n in names or ["PaperRecipes", "ClusterDryRun", "CpuRecipesRun", "SlurmPreemption",
+                       "PlotMetrics", "PaperTableReport"]:
         suite.addTests(loader.loadTestsFromName(n, sys.modules[__name__]))
     sys.exit(0 if unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful() else 1)
