@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end on a CPU machine: dependencies, build, synthetic
 # stories, tokenizer, token shards, `mpirun -np 2 mla-train` (MLA+RoPE),
-# checkpoints, and evaluation of the final checkpoint.
+# checkpoints, evaluation of the final checkpoint (validation loss, generations,
+# KV-cache/speed report) and PNG plots of the run (tools/plot-metrics).
 # Environment: RANKS (2), STORIES (100000), RECIPE (recipes/cpu/quickstart.flags),
 # OUT (runs/main).
 set -euo pipefail
@@ -13,7 +14,8 @@ OUT="${OUT:-runs/main}"
 BIN="${BUILD_DIR:-build}"
 
 ./scripts/install-deps.sh
-./scripts/build.sh
+# The main job needs only the programs: no tests, no CUDA parts.
+./scripts/build.sh -DMLA_BUILD_TESTS=OFF -DMLA_CUDA=OFF
 
 if [ ! -f data/train.bin ] || [ ! -f data/val.bin ] || [ ! -f data/tokenizer.model ]; then
   echo "== mla-data: $STORIES stories -> tokenizer -> shards"
@@ -35,13 +37,25 @@ echo "== checkpoint"
 "$BIN/tools/mla-ckpt/mla-ckpt" show "$OUT/checkpoints"
 
 if [ -x "$BIN/launch/mla-eval" ]; then
-  echo "== mla-eval"
-  mpirun "${MPI_FLAGS[@]}" -np "$RANKS" -x OMP_NUM_THREADS=1 "$BIN/launch/mla-eval" \
-    --checkpoint="$OUT/checkpoints" --task=loss --val_shard=data/val.bin --threads=1 \
-    --out="$OUT/eval_loss.json"
-  "$BIN/launch/mla-eval" --checkpoint="$OUT/checkpoints" --task=generate \
-    --prompts=recipes/prompts/stories.jsonl --max_new_tokens=200 --threads=1 \
-    --out="$OUT/generations.jsonl"
-  "$BIN/launch/mla-eval" --checkpoint="$OUT/checkpoints" --task=report --threads=1 --out="$OUT/report.json"
+  echo "== mla-eval: validation loss over the whole val shard ($RANKS ranks)"
+  mpirun "${MPI_FLAGS[@]}" -np "$RANKS" -x OMP_NUM_THREADS="$THREADS" \
+    "$BIN/launch/mla-eval" --task=loss --checkpoint="$OUT/checkpoints" --val_shard=data/val.bin \
+    --out="$OUT/eval_loss.json" --threads="$THREADS"
+  echo "== mla-eval: generations"
+  "$BIN/launch/mla-eval" --task=generate --checkpoint="$OUT/checkpoints" \
+    --prompts=recipes/prompts/stories.jsonl --max_new_tokens=96 --threads=1 --out="$OUT/generations.jsonl"
+  head -c 600 "$OUT/generations.jsonl"; echo
+  echo "== mla-eval: KV cache, decode speed, text metrics"
+  "$BIN/launch/mla-eval" --task=report --checkpoint="$OUT/checkpoints" --bench_batches=1,8 \
+    --max_new_tokens=96 --threads=1 --out="$OUT/eval_report.json"
 fi
-echo "== done: metrics in $OUT/metrics.jsonl, checkpoints in $OUT/checkpoints"
+
+echo "== plots"
+PLOTS=""
+if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
+  /usr/bin/python3 tools/plot-metrics "$OUT" --out "$OUT/plots"
+  PLOTS=", plots in $OUT/plots/ (loss.png, lr.png, tokens_per_s.png)"
+else
+  echo "matplotlib missing (python3-matplotlib): no plots"
+fi
+echo "== done: metrics in $OUT/metrics.jsonl, checkpoints in $OUT/checkpoints$PLOTS"

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-./scripts/build.sh
+./scripts/build.sh -DMLA_BUILD_TESTS=ON -DMLA_CUDA=AUTO
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure --timeout 900 -j1)
 
 if [ "${MLA_SANITIZE_STAGE:-1}" != 0 ]; then
