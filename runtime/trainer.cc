@@ -123,6 +123,10 @@ absl::StatusOr<Shapes> DeriveShapes(const TrainOptions& o, int world) {
 void InstallStopSignalHandlers() {
   std::signal(SIGINT, OnStopSignal);
   std::signal(SIGTERM, OnStopSignal);
+  // Open MPI's mpirun forwards SIGUSR1/SIGUSR2 to the ranks (not SIGTERM), so
+  // `kill -USR1 <mpirun>` stops an mpirun-launched job the same way.
+  std::signal(SIGUSR1, OnStopSignal);
+  std::signal(SIGUSR2, OnStopSignal);
 }
 
 absl::Status ValidateTrainOptions(const TrainOptions& o, int world) {

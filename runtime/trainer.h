@@ -57,7 +57,8 @@ absl::Status ValidateTrainOptions(const TrainOptions& options, int world_size);
 // current step finishes, a checkpoint is written and Run returns OK).
 absl::Status RunTraining(const TrainOptions& options, Communicator* comm);
 
-// Installs the SIGINT/SIGTERM handler that asks RunTraining to stop.
+// Installs the SIGINT/SIGTERM/SIGUSR1/SIGUSR2 handler that asks RunTraining
+// to stop after the current step (with a checkpoint).
 void InstallStopSignalHandlers();
 
 }  // namespace mla
