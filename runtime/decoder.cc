@@ -358,28 +358,38 @@ void Decoder::AttentionMlaAbsorbed(int l, int nseg, int64_t rows) {
             P = config_.rope_dim;
   const bool rope = config_.attention == AttentionKind::kMlaRope;
   const int64_t HR = static_cast<int64_t>(H) * R;
-  // q̃_h = W_uk,hᵀ q_h for every row: [rows, D]·[D, R] per head.
-#pragma omp parallel for schedule(static) if (rows * H > 8)
+  // q̃_h = W_uk,hᵀ q_h for every row: [rows, D]·[D, R] per head. Always
+  // inside a parallel region, so each small GEMM runs on one thread (oneDNN
+  // threading GEMMs this small costs far more than the GEMM itself).
+#pragma omp parallel for schedule(static) if (H > 1)
   for (int h = 0; h < H; ++h)
     Sgemm('N', 'N', rows, R, D, 1.0f, q_.data() + h * D, C, p + w.w_uk + int64_t{h} * D * R, R,
           0.0f, q_lat_.data() + h * R, HR);
   // Per segment, all heads at once: the n·H query rows of a segment are
-  // contiguous [n·H, R], and every head reads the same cached latents.
-#pragma omp parallel for schedule(dynamic, 1) if (nseg > 1)
-  for (int s = 0; s < nseg; ++s) {
+  // contiguous [n·H, R], and every head reads the same cached latents. With
+  // fewer segments than threads each segment's rows are split into chunks
+  // (a row's causal limit depends only on its own index).
+  const int threads = omp_get_max_threads();
+  const int chunks = nseg >= threads ? 1 : threads;
+#pragma omp parallel for schedule(dynamic, 1) if (nseg * chunks > 1)
+  for (int u = 0; u < nseg * chunks; ++u) {
+    const int s = u / chunks, c = u % chunks;
     const int n = seg_n_[s], pos0 = seg_pos0_[s], len = pos0 + n;
-    const int64_t row0 = seg_row0_[s], qrows = static_cast<int64_t>(n) * H;
+    const int64_t qrows = static_cast<int64_t>(n) * H;
+    const int64_t r0 = qrows * c / chunks, r1 = qrows * (c + 1) / chunks;
+    if (r1 == r0) continue;
+    const int64_t first = seg_row0_[s] * H + r0;  // in rows of R latent values
     float* S = ThreadScratch(0);
     const float* lat = cache_.Row(l, seg_slot_[s], KvPart::kLatent, 0);
-    Sgemm('N', 'T', qrows, len, R, scale_, q_lat_.data() + row0 * HR, R, lat, R, 0.0f, S, len);
+    Sgemm('N', 'T', r1 - r0, len, R, scale_, q_lat_.data() + first * R, R, lat, R, 0.0f, S, len);
     if (rope)
-      Sgemm('N', 'T', qrows, len, P, scale_, q_r_.data() + row0 * H * P, P,
+      Sgemm('N', 'T', r1 - r0, len, P, scale_, q_r_.data() + first * P, P,
             cache_.Row(l, seg_slot_[s], KvPart::kRopeKey, 0), P, 1.0f, S, len);
-    MaskedSoftmax(S, qrows, len, [pos0, H](int64_t r) { return pos0 + r / H; });
-    Sgemm('N', 'N', qrows, R, len, 1.0f, S, len, lat, R, 0.0f, o_lat_.data() + row0 * HR, R);
+    MaskedSoftmax(S, r1 - r0, len, [pos0, H, r0](int64_t r) { return pos0 + (r0 + r) / H; });
+    Sgemm('N', 'N', r1 - r0, R, len, 1.0f, S, len, lat, R, 0.0f, o_lat_.data() + first * R, R);
   }
   // y_h = (Σ_s p_s c_s)·W_uv,hᵀ: [rows, R]·[R, D] per head.
-#pragma omp parallel for schedule(static) if (rows * H > 8)
+#pragma omp parallel for schedule(static) if (H > 1)
   for (int h = 0; h < H; ++h)
     Sgemm('N', 'T', rows, D, R, 1.0f, o_lat_.data() + h * R, HR, p + w.w_uv + int64_t{h} * D * R,
           R, 0.0f, y_.data() + h * D, C);
