@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
       "  mpirun -np N mla-train --flagfile=recipes/cpu/quickstart.flags [--flag=value ...]\n"
       "  mla-train --train_data=data/train.bin --steps=200 --out_dir=runs/x   (one rank)\n"
       "Writes OUT_DIR/config.json, OUT_DIR/metrics.jsonl and OUT_DIR/checkpoints/.");
+  mla::BlockStopSignals();  // before MPI or OpenMP start any thread
   absl::ParseCommandLine(argc, argv);
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
@@ -161,7 +162,6 @@ int main(int argc, char** argv) {
   absl::Status status = options.ok() ? absl::OkStatus() : options.status();
   status = mla::AgreeOnStatus(**comm, status);
   if (status.ok()) {
-    mla::InstallStopSignalHandlers();
     status = mla::RunTraining(*options, comm->get());
   }
   if (!status.ok()) {

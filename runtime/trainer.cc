@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <cmath>
-#include <csignal>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -34,8 +36,29 @@
 namespace mla {
 namespace {
 
-volatile std::sig_atomic_t g_stop_signal = 0;
-void OnStopSignal(int sig) { g_stop_signal = sig; }
+// The stop signals are blocked in every thread (BlockStopSignals) and taken
+// synchronously once per step, so no signal ever interrupts MPI, HDF5 or
+// malloc in the middle of their work.
+sigset_t StopSignalSet() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1, SIGUSR2}) sigaddset(&set, sig);
+  return set;
+}
+
+int stop_signal_seen = 0;
+
+// The stop signal received so far (0: none); consumes pending ones.
+int TakeStopSignal() {
+  const sigset_t set = StopSignalSet();
+  const timespec no_wait = {0, 0};
+  for (;;) {
+    const int sig = sigtimedwait(&set, nullptr, &no_wait);
+    if (sig <= 0) break;
+    stop_signal_seen = sig;
+  }
+  return stop_signal_seen;
+}
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t0) {
@@ -120,13 +143,11 @@ absl::StatusOr<Shapes> DeriveShapes(const TrainOptions& o, int world) {
 
 }  // namespace
 
-void InstallStopSignalHandlers() {
-  std::signal(SIGINT, OnStopSignal);
-  std::signal(SIGTERM, OnStopSignal);
+void BlockStopSignals() {
   // Open MPI's mpirun forwards SIGUSR1/SIGUSR2 to the ranks (not SIGTERM), so
   // `kill -USR1 <mpirun>` stops an mpirun-launched job the same way.
-  std::signal(SIGUSR1, OnStopSignal);
-  std::signal(SIGUSR2, OnStopSignal);
+  const sigset_t set = StopSignalSet();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 absl::Status ValidateTrainOptions(const TrainOptions& o, int world) {
@@ -506,7 +527,7 @@ absl::Status Run::Loop() {
                             JsonNumber("%.4f", std::exp(val))));
       }
     }
-    int64_t stop = g_stop_signal;
+    int64_t stop = TakeStopSignal();
     MLA_RETURN_IF_ERROR(comm_->AllReduce(absl::MakeSpan(&stop, 1), ReduceOp::kMax));
     if ((o_.ckpt_every > 0 && step_ % o_.ckpt_every == 0) || last || stop != 0) {
       MLA_RETURN_IF_ERROR(Save());

@@ -57,8 +57,10 @@ absl::Status ValidateTrainOptions(const TrainOptions& options, int world_size);
 // current step finishes, a checkpoint is written and Run returns OK).
 absl::Status RunTraining(const TrainOptions& options, Communicator* comm);
 
-// Installs the SIGINT/SIGTERM/SIGUSR1/SIGUSR2 handler that asks RunTraining
-// to stop after the current step (with a checkpoint).
-void InstallStopSignalHandlers();
+// Blocks SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 in the calling thread and every
+// thread it starts afterwards; call first thing in main (before MPI and
+// OpenMP start threads). RunTraining then takes them synchronously between
+// steps: the current step finishes, a checkpoint is written, Run returns OK.
+void BlockStopSignals();
 
 }  // namespace mla
