@@ -7,6 +7,7 @@
 // Letters: M rows (= B·T tokens), N output features, K input features,
 // B batch, T time, H heads, D head dim, P rotary dims, V vocab, C channels.
 // Matrices are row-major; Linear weights are [N, K] (PyTorch layout).
+#include <cstddef>
 #include <cstdint>
 
 namespace mla {
@@ -103,6 +104,28 @@ class Kernels {
   virtual void Add(const float* x, float* y, int64_t n) = 0;
   virtual void Fill(float* x, float value, int64_t n) = 0;
   virtual void Copy(const float* x, float* y, int64_t n) = 0;
+
+  // ---- Memory of this implementation's device (layers/device_array.h wraps
+  // these in an owning type). Every buffer a caller passes to the methods
+  // above comes from here. Host implementations return ordinary host memory.
+  //
+  // True when pointers from AllocateBytes are host memory (the CPU path):
+  // callers may then read and write them directly and skip the copies.
+  virtual bool is_host() const = 0;
+  // A zero-filled buffer of `bytes` (≥ 64-byte aligned); nullptr for 0 bytes.
+  // Failure to allocate is fatal with a message naming the size.
+  virtual void* AllocateBytes(size_t bytes) = 0;
+  // Frees a buffer of AllocateBytes once the calls issued before have used it.
+  virtual void FreeBytes(void* p) = 0;
+  // Host → device: `src` may be reused as soon as the call returns; the copy
+  // is ordered before later calls.
+  virtual void CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
+  // Device → host: returns when `dst` holds the data (waits for earlier calls).
+  virtual void CopyToHost(void* dst, const void* src, size_t bytes) = 0;
+  // Device → device, ordered with the other calls.
+  virtual void CopyOnDevice(void* dst, const void* src, size_t bytes) = 0;
+  // Returns when every call issued so far has completed.
+  virtual void Synchronize() = 0;
 };
 
 }  // namespace mla

@@ -89,6 +89,20 @@ class ProfilingKernels final : public Kernels {
   void Copy(const float* x, float* y, int64_t n) override {
     Time("Copy", [&] { inner_->Copy(x, y, n); });
   }
+  // Memory calls are forwarded untimed (they are not kernels).
+  bool is_host() const override { return inner_->is_host(); }
+  void* AllocateBytes(size_t bytes) override { return inner_->AllocateBytes(bytes); }
+  void FreeBytes(void* p) override { inner_->FreeBytes(p); }
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    inner_->CopyToDevice(dst, src, bytes);
+  }
+  void CopyToHost(void* dst, const void* src, size_t bytes) override {
+    inner_->CopyToHost(dst, src, bytes);
+  }
+  void CopyOnDevice(void* dst, const void* src, size_t bytes) override {
+    inner_->CopyOnDevice(dst, src, bytes);
+  }
+  void Synchronize() override { inner_->Synchronize(); }
 
  private:
   template <typename F>

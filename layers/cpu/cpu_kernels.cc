@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 #include "glog/logging.h"
@@ -530,6 +532,29 @@ void CpuKernels::Fill(float* x, float value, int64_t n) {
 void CpuKernels::Copy(const float* x, float* y, int64_t n) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = x[i];
+}
+
+void* CpuKernels::AllocateBytes(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  const size_t rounded = (bytes + 63) / 64 * 64;  // aligned_alloc needs a multiple
+  void* p = std::aligned_alloc(64, rounded);
+  CHECK(p != nullptr) << "out of host memory allocating " << bytes << " bytes";
+  std::memset(p, 0, rounded);
+  return p;
+}
+
+void CpuKernels::FreeBytes(void* p) { std::free(p); }
+
+void CpuKernels::CopyToDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
+void CpuKernels::CopyToHost(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
+void CpuKernels::CopyOnDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memmove(dst, src, bytes);
 }
 
 }  // namespace mla

@@ -58,6 +58,14 @@ class CpuKernels final : public Kernels {
   void Add(const float* x, float* y, int64_t n) override;
   void Fill(float* x, float value, int64_t n) override;
   void Copy(const float* x, float* y, int64_t n) override;
+  // Host memory: 64-byte aligned, zero-filled; copies are memcpy.
+  bool is_host() const override { return true; }
+  void* AllocateBytes(size_t bytes) override;
+  void FreeBytes(void* p) override;
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override;
+  void CopyToHost(void* dst, const void* src, size_t bytes) override;
+  void CopyOnDevice(void* dst, const void* src, size_t bytes) override;
+  void Synchronize() override {}
 
   OnednnMatmul& matmul() { return matmul_; }
 

@@ -61,6 +61,37 @@ CudaKernels::~CudaKernels() {
 
 void CudaKernels::Synchronize() { MLA_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
+void* CudaKernels::AllocateBytes(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, bytes);
+  CHECK(e == cudaSuccess) << "cudaMalloc(" << bytes << " bytes): " << cudaGetErrorString(e);
+  MLA_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
+  return p;
+}
+
+void CudaKernels::FreeBytes(void* p) {
+  // cudaFree waits for the device, so queued kernels finish with the buffer first.
+  if (p != nullptr) MLA_CUDA_CHECK(cudaFree(p));
+}
+
+void CudaKernels::CopyToDevice(void* dst, const void* src, size_t bytes) {
+  // From pageable memory the call returns once `src` has been staged.
+  if (bytes > 0)
+    MLA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+}
+
+void CudaKernels::CopyToHost(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  MLA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  Synchronize();
+}
+
+void CudaKernels::CopyOnDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0)
+    MLA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
 void CudaKernels::RowGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                           const float* A, int64_t lda, int64_t stride_a, const float* B,
                           int64_t ldb, int64_t stride_b, bool accumulate, float* C, int64_t ldc,

@@ -73,6 +73,14 @@ class CudaKernels final : public Kernels {
   void Add(const float* x, float* y, int64_t n) override;
   void Fill(float* x, float value, int64_t n) override;
   void Copy(const float* x, float* y, int64_t n) override;
+  // Device memory (cudaMalloc/cudaFree, zero-filled); copies are
+  // cudaMemcpyAsync on the stream (CopyToHost then waits for it).
+  bool is_host() const override { return false; }
+  void* AllocateBytes(size_t bytes) override;
+  void FreeBytes(void* p) override;
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override;
+  void CopyToHost(void* dst, const void* src, size_t bytes) override;
+  void CopyOnDevice(void* dst, const void* src, size_t bytes) override;
 
   // pre[M,N] = x·wᵀ + bias and h = GELU(pre) in one GEMM (GELU_AUX_BIAS).
   void LinearGeluForward(const float* x, const float* w, const float* bias, float* pre, float* h,
@@ -88,7 +96,7 @@ class CudaKernels final : public Kernels {
   void AdamWStep(float* params, float* m, float* v, const float* grads, const uint8_t* decay,
                  int64_t n, const AdamWStepScalars& scalars);
   // Waits for every call issued so far; the first asynchronous fault shows here.
-  void Synchronize();
+  void Synchronize() override;
 
   cudaStream_t stream() const { return stream_; }
   const LtMatmul& matmul() const { return *matmul_; }
