@@ -287,34 +287,126 @@ TEST_F(CudaBf16Test, LinearBackwardTallWeightMatchesBf16Reference) {
   CheckLinearBackward(*gpu_, 45, 96, 32);
 }
 
-// Attention on q [B·T, H·D] (ld C), k|v packed in [B·T, 2C] rows (strided
-// views, cast row by row), optional shared rotary key (mla_rope).
-void CheckAttention(CudaKernels& gpu, int B, int T, int H, int D, int P) {
-  const int64_t M = static_cast<int64_t>(B) * T, C = static_cast<int64_t>(H) * D;
-  const bool rope = P > 0;
-  auto q = Random(M * C, 51), kv = Random(M * 2 * C, 52), qr = Random(M * H * P, 53),
-       kr = Random(M * P, 54), dy = Random(M * C, 55);
-  AttentionViews in;
-  in.B = B; in.T = T; in.H = H; in.D = D; in.P = P;
-  in.scale = 1.0f / std::sqrt(static_cast<float>(D + P));
-  const double scale = in.scale;  // the float both sides multiply by
-  Dev<float> gq(q), gkv(kv), gqr(qr), gkr(kr), gdy(dy), gy(std::vector<float>(M * C));
-  Dev<float> gp(std::vector<float>(static_cast<size_t>(B) * H * T * T));
-  Dev<float> gdq(std::vector<float>(M * C)), gdk(std::vector<float>(M * C)),
-      gdv(std::vector<float>(M * C)), gdqr(std::vector<float>(M * H * P)),
-      gdkr(std::vector<float>(M * P));
-  in.q = gq.get(); in.ld_q = C;
-  in.k = gkv.get(); in.v = gkv.get() + C; in.ld_k = in.ld_v = 2 * C;
-  if (rope) {
-    in.q_rope = gqr.get(); in.ld_q_rope = static_cast<int64_t>(H) * P;
-    in.k_rope = gkr.get(); in.ld_k_rope = P;
-  }
-  gpu.AttentionForward(in, gy.get(), C, gp.get());
-  AttentionGrads g{gdq.get(), C, gdk.get(), C, gdv.get(), C, rope ? gdqr.get() : nullptr,
-                   static_cast<int64_t>(H) * P, rope ? gdkr.get() : nullptr, P};
-  gpu.AttentionBackward(in, gp.get(), gdy.get(), C, g);
-  const std::vector<float> p_gpu = gp.Host();
+// GELU in double, tanh form (docs/model.md), and its derivative.
+double GeluRef(double u) {
+  const double z = std::sqrt(2.0 / M_PI) * (u + 0.044715 * u * u * u);
+  return 0.5 * u * (1.0 + std::tanh(z));
+}
+double GeluGradRef(double u) {
+  const double z = std::sqrt(2.0 / M_PI) * (u + 0.044715 * u * u * u);
+  const double t = std::tanh(z);
+  const double dz = std::sqrt(2.0 / M_PI) * (1.0 + 3 * 0.044715 * u * u);
+  return 0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * dz;
+}
+// The fp32 GELU (the epilogue's or the shared kernel's) evaluates a handful of
+// products and sums and a tanh through exp: a few u relative to the largest
+// intermediate, which for GELU is ≤ |u| (the 0.5·u·(1 + t) product can
+// cancel) and for GELU' ≤ 1 + 0.5·|u|·dz. 8u of those, as in
+// cuda_kernels_test.
+constexpr double kGeluEvalU = 8 * kU;
+constexpr double kGeluMaxSlope = 1.13;  // max |GELU'| over the reals
 
+TEST_F(CudaBf16Test, FusedGeluForwardMatchesBf16Reference) {
+  const int64_t M = 40, N = 64, K = 32;
+  auto x = Random(M * K, 71), w = Random(N * K, 72), b = Random(N, 73);
+  std::vector<float> params(b);
+  params.resize(N + 16, 0.0f);  // bias 256-byte aligned, weight at float N + 16
+  params.insert(params.end(), w.begin(), w.end());
+  Dev<float> gparams(params), gx(x), gpre(std::vector<float>(M * N)),
+      gh(std::vector<float>(M * N));
+  ASSERT_TRUE(gpu_->SetParameterBuffer(gparams.get(), static_cast<int64_t>(params.size())).ok());
+  gpu_->LinearGeluForward(gx.get(), gparams.get() + N + 16, gparams.get(), gpre.get(), gh.get(),
+                          M, N, K);
+  const LinearReference pre = ReferenceLinearForward(x, w, b.data(), nullptr, M, N, K);
+  std::vector<double> h(M * N), th(M * N);
+  for (int64_t i = 0; i < M * N; ++i) {
+    h[i] = GeluRef(pre.y[i]);
+    th[i] = kGeluMaxSlope * pre.tol[i] + kGeluEvalU * (std::fabs(h[i]) + std::fabs(pre.y[i]));
+  }
+  ExpectWithin(gpre.Host(), pre.y, pre.tol, "pre");
+  ExpectWithin(gh.Host(), h, th, "h");
+}
+
+TEST_F(CudaBf16Test, FusedDGeluBackwardMatchesBf16Reference) {
+  const int64_t M = 40, N = 32, K = 64;  // dpre[M,K] = (dy[M,N]·w[N,K]) ∘ GELU'(pre)
+  auto dy = Random(M * N, 74), w = Random(N * K, 75), pre = Random(M * K, 76, -3, 3);
+  auto db0 = Random(K, 77);
+  Dev<float> gw(w), gdy(dy), gpre(pre), gdpre(std::vector<float>(M * K)), gdb(db0);
+  ASSERT_TRUE(gpu_->SetParameterBuffer(gw.get(), N * K).ok());
+  gpu_->LinearBackwardDGelu(gdy.get(), gw.get(), gpre.get(), gdpre.get(), gdb.get(), M, N, K);
+  std::vector<double> dpre(M * K), tdpre(M * K), db(db0.begin(), db0.end()), tdb(K);
+  std::vector<double> adb(K);
+  for (int64_t k = 0; k < K; ++k) adb[k] = std::fabs(db0[k]);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k) {
+      double dh = 0, a = 0;
+      for (int64_t j = 0; j < N; ++j) {  // N products, one store
+        const double p = Bf(dy[i * N + j]) * Bf(w[j * K + k]);
+        dh += p;
+        a += std::fabs(p);
+      }
+      const double u = pre[i * K + k];
+      const double dz = std::sqrt(2.0 / M_PI) * (1.0 + 3 * 0.044715 * u * u);
+      const int64_t o = i * K + k;
+      dpre[o] = dh * GeluGradRef(u);
+      tdpre[o] = kGeluMaxSlope * (N + 1) * kAccU * a +
+                 kGeluEvalU * (1.0 + 0.5 * std::fabs(u) * dz) * std::fabs(dh) +
+                 kU * std::fabs(dpre[o]);  // the product dh·GELU'
+      db[k] += dpre[o];
+      adb[k] += std::fabs(dpre[o]);
+      tdb[k] += tdpre[o];  // each term's own error carries into the sum
+    }
+  // The bias gradient sums M fp32 terms in the epilogue (or the column-sum
+  // kernel), then one add into db.
+  for (int64_t k = 0; k < K; ++k) tdb[k] += (M + 2) * kAccU * adb[k];
+  ExpectWithin(gdpre.Host(), dpre, tdpre, "dpre");
+  ExpectWithin(gdb.Host(), db, tdb, "db");
+}
+
+// Attention inputs: q [B·T, H·D] (ld C), k|v packed in [B·T, 2C] rows
+// (strided views, cast row by row), optional shared rotary key (mla_rope).
+struct AttentionCase {
+  int B = 0, T = 0, H = 0, D = 0, P = 0;
+  float scale = 0;
+  std::vector<float> q, kv, qr, kr, dy;
+};
+
+AttentionCase MakeAttentionCase(int B, int T, int H, int D, int P) {
+  AttentionCase c;
+  c.B = B; c.T = T; c.H = H; c.D = D; c.P = P;
+  c.scale = 1.0f / std::sqrt(static_cast<float>(D + P));
+  const int64_t M = static_cast<int64_t>(B) * T, C = static_cast<int64_t>(H) * D;
+  c.q = Random(M * C, 51);
+  c.kv = Random(M * 2 * C, 52);
+  c.qr = Random(M * H * P, 53);
+  c.kr = Random(M * P, 54);
+  c.dy = Random(M * C, 55);
+  return c;
+}
+
+// Reference values and bounds of every attention output (layouts as the
+// kernels write them), given the probs the implementation under test
+// produced: P and dS are the two operands it computes itself.
+struct AttentionExpectation {
+  std::vector<double> p_ref, p_tol, y_ref, y_tol, dv_ref, dv_tol, dq_ref, dq_tol, dk_ref, dk_tol,
+      dqr_ref, dqr_tol, dkr_ref, dkr_tol;
+};
+
+AttentionExpectation Bf16AttentionReference(const AttentionCase& c,
+                                            const std::vector<float>& p_gpu) {
+  const int B = c.B, T = c.T, H = c.H, D = c.D, P = c.P;
+  const int64_t M = static_cast<int64_t>(B) * T, C = static_cast<int64_t>(H) * D;
+  const double scale = c.scale;  // the float both sides multiply by
+  const std::vector<float>&q = c.q, &kv = c.kv, &qr = c.qr, &kr = c.kr, &dy = c.dy;
+  AttentionExpectation e;
+  auto& [p_ref, p_tol, y_ref, y_tol, dv_ref, dv_tol, dq_ref, dq_tol, dk_ref, dk_tol, dqr_ref,
+         dqr_tol, dkr_ref, dkr_tol] = e;
+  p_ref.assign(p_gpu.size(), 0.0);
+  p_tol.assign(p_gpu.size(), 0.0);
+  for (auto* v : {&y_ref, &y_tol, &dv_ref, &dv_tol, &dq_ref, &dq_tol, &dk_ref, &dk_tol})
+    v->assign(M * C, 0.0);
+  for (auto* v : {&dqr_ref, &dqr_tol}) v->assign(M * H * P, 0.0);
+  for (auto* v : {&dkr_ref, &dkr_tol}) v->assign(M * P, 0.0);
   auto Q = [&](int64_t r, int h, int d) { return Bf(q[r * C + h * D + d]); };
   auto Kk = [&](int64_t r, int h, int d) { return Bf(kv[r * 2 * C + h * D + d]); };
   auto V = [&](int64_t r, int h, int d) { return Bf(kv[r * 2 * C + C + h * D + d]); };
@@ -325,11 +417,6 @@ void CheckAttention(CudaKernels& gpu, int B, int T, int H, int D, int P) {
     return ((static_cast<int64_t>(b) * H + h) * T + t) * T + s;
   };
 
-  std::vector<double> p_ref(p_gpu.size(), 0.0), p_tol(p_gpu.size(), 0.0);
-  std::vector<double> y_ref(M * C), y_tol(M * C), dv_ref(M * C, 0.0), dv_tol(M * C, 0.0);
-  std::vector<double> dq_ref(M * C, 0.0), dq_tol(M * C, 0.0), dk_ref(M * C, 0.0),
-      dk_tol(M * C, 0.0), dqr_ref(M * H * P, 0.0), dqr_tol(M * H * P, 0.0),
-      dkr_ref(M * P, 0.0), dkr_tol(M * P, 0.0);
   for (int b = 0; b < B; ++b) {
     const int64_t r0 = static_cast<int64_t>(b) * T;
     for (int h = 0; h < H; ++h) {
@@ -480,14 +567,41 @@ void CheckAttention(CudaKernels& gpu, int B, int T, int H, int D, int P) {
         }
     }
   }
-  ExpectWithin(p_gpu, p_ref, p_tol, "probs");
-  ExpectWithin(gy.Host(), y_ref, y_tol, "y");
-  ExpectWithin(gdv.Host(), dv_ref, dv_tol, "dv");
-  ExpectWithin(gdq.Host(), dq_ref, dq_tol, "dq");
-  ExpectWithin(gdk.Host(), dk_ref, dk_tol, "dk");
+  return e;
+}
+
+void CheckAttention(CudaKernels& gpu, int B, int T, int H, int D, int P) {
+  const AttentionCase c = MakeAttentionCase(B, T, H, D, P);
+  const int64_t M = static_cast<int64_t>(B) * T, C = static_cast<int64_t>(H) * D;
+  const bool rope = P > 0;
+  AttentionViews in;
+  in.B = B; in.T = T; in.H = H; in.D = D; in.P = P;
+  in.scale = c.scale;
+  Dev<float> gq(c.q), gkv(c.kv), gqr(c.qr), gkr(c.kr), gdy(c.dy), gy(std::vector<float>(M * C));
+  Dev<float> gp(std::vector<float>(static_cast<size_t>(B) * H * T * T));
+  Dev<float> gdq(std::vector<float>(M * C)), gdk(std::vector<float>(M * C)),
+      gdv(std::vector<float>(M * C)), gdqr(std::vector<float>(M * H * P)),
+      gdkr(std::vector<float>(M * P));
+  in.q = gq.get(); in.ld_q = C;
+  in.k = gkv.get(); in.v = gkv.get() + C; in.ld_k = in.ld_v = 2 * C;
   if (rope) {
-    ExpectWithin(gdqr.Host(), dqr_ref, dqr_tol, "dq_rope");
-    ExpectWithin(gdkr.Host(), dkr_ref, dkr_tol, "dk_rope");
+    in.q_rope = gqr.get(); in.ld_q_rope = static_cast<int64_t>(H) * P;
+    in.k_rope = gkr.get(); in.ld_k_rope = P;
+  }
+  gpu.AttentionForward(in, gy.get(), C, gp.get());
+  AttentionGrads g{gdq.get(), C, gdk.get(), C, gdv.get(), C, rope ? gdqr.get() : nullptr,
+                   static_cast<int64_t>(H) * P, rope ? gdkr.get() : nullptr, P};
+  gpu.AttentionBackward(in, gp.get(), gdy.get(), C, g);
+  const std::vector<float> p_gpu = gp.Host();
+  const AttentionExpectation e = Bf16AttentionReference(c, p_gpu);
+  ExpectWithin(p_gpu, e.p_ref, e.p_tol, "probs");
+  ExpectWithin(gy.Host(), e.y_ref, e.y_tol, "y");
+  ExpectWithin(gdv.Host(), e.dv_ref, e.dv_tol, "dv");
+  ExpectWithin(gdq.Host(), e.dq_ref, e.dq_tol, "dq");
+  ExpectWithin(gdk.Host(), e.dk_ref, e.dk_tol, "dk");
+  if (rope) {
+    ExpectWithin(gdqr.Host(), e.dqr_ref, e.dqr_tol, "dq_rope");
+    ExpectWithin(gdkr.Host(), e.dkr_ref, e.dkr_tol, "dk_rope");
   }
 }
 
