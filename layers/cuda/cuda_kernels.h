@@ -17,7 +17,8 @@
 // Precision::kBf16: every GEMM above (Linear forward, both backward products,
 // the fused MLP pieces, and all attention products) takes bfloat16 A and B
 // operands and accumulates in fp32 into fp32 outputs (CUBLAS_COMPUTE_32F;
-// bias, GELU and bias gradients in fp32). Activations stay fp32 in memory: the
+// bias, GELU and bias gradients in fp32, the Linear bias gradient summed from
+// the fp32 dy). Activations stay fp32 in memory: the
 // activation operands (x, dy, q/k/v views, the softmax P and its gradient dS)
 // are rounded into grow-only bf16 scratch per call. Weights come from a bf16
 // shadow of the parameter buffer, kept by this object under this contract:
@@ -124,8 +125,8 @@ class CudaKernels final : public Kernels {
   void Synchronize();
 
   // The weight-shadow contract above. SetParameterBuffer may be called again
-  // (a new buffer replaces the old); it fails on a null buffer, n < 0, or when the shadow
-  // (2·n bytes) cannot be allocated. RefreshLowPrecisionWeights in bf16 mode
+  // (a new buffer replaces the old); it fails on a null buffer, n < 0, or
+  // when the shadow (2·n bytes) cannot be allocated. RefreshLowPrecisionWeights in bf16 mode
   // before any SetParameterBuffer is an invariant breach (CHECK).
   absl::Status SetParameterBuffer(const float* params, int64_t n);
   void RefreshLowPrecisionWeights();
