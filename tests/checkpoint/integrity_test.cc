@@ -137,7 +137,7 @@ TEST_F(IntegrityTest, FlippedByteInALinkNameIsADigestMismatch) {
 }
 
 TEST_F(IntegrityTest, FlippedByteInTensorDataIsADigestMismatch) {
-  const TensorSpec& w_fc = SmallLayout()[4];
+  const TensorSpec w_fc = SmallLayout()[4];
   std::string values(16 * sizeof(float), '\0');
   std::memcpy(values.data(), buffers_.v.data() + w_fc.offset + 100, values.size());
   FlipByte(Find(values) + 6);
