@@ -123,6 +123,25 @@ class CudaKernels final : public Kernels {
   DeviceBuffer<float> dkr_parts_;    // [B, H, T, P] per-head rotary-key gradients
   DeviceBuffer<float> row_loss_;     // [M] cross-entropy per row
   DeviceBuffer<double> sum_squares_;  // [1]
+
+  // ---- Decoding (layers/cuda/decode_kernels.cc).
+ public:
+  void DecodeEmbedding(const int32_t* tokens, const float* wte, const float* wpe, float* x, int C,
+                       const DecodeBatch& b) override;
+  void DecodeRope(float* x, int64_t ld, int heads, int dims, float theta,
+                  const DecodeBatch& b) override;
+  void DecodeCacheAppend(const float* src, int64_t ld_src, int width, float* cache, int cache_len,
+                         const DecodeBatch& b) override;
+  void DecodeAttention(const DecodeAttentionViews& in, const DecodeBatch& b, float* y,
+                       int64_t ld_y) override;
+  void DecodeLatentAttention(const DecodeAttentionViews& in, const DecodeBatch& b, bool absorbed,
+                             float* y, int64_t ld_y) override;
+
+ private:
+  DeviceBuffer<float> decode_scores_;    // [M·H, max_len]
+  DeviceBuffer<float> decode_q_lat_;     // [M, H·R] absorbed queries
+  DeviceBuffer<float> decode_o_lat_;     // [M, H·R] Σ_s p_s c_s per head
+  DeviceBuffer<float> decode_expanded_;  // [slots, L, 2·C] naive K | V
 };
 
 }  // namespace mla::cuda
