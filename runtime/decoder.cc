@@ -132,12 +132,13 @@ void Decoder::Forward(absl::Span<const DecodeSegment> segments, bool all_logits)
   const ModelConfig& c = config_;
   const int nseg = static_cast<int>(segments.size());
   CHECK(nseg >= 1 && nseg <= options_.max_batch) << nseg << " segments";
-  const int64_t M = options_.max_rows;
+  // The host table as laid out in the constructor (batch_.host points here).
+  const int64_t M = options_.max_rows, B1 = options_.max_batch + 1;
   int32_t* tokens = host_table_.data();
-  int32_t* slot = const_cast<int32_t*>(batch_.host.slot);
-  int32_t* row0 = const_cast<int32_t*>(batch_.host.row0);
-  int32_t* pos0 = const_cast<int32_t*>(batch_.host.pos0);
-  int32_t* pos = const_cast<int32_t*>(batch_.host.pos);
+  int32_t* slot = tokens + M;
+  int32_t* row0 = slot + B1;
+  int32_t* pos0 = row0 + B1;
+  int32_t* pos = pos0 + B1;
   int64_t rows = 0;
   int max_len = 0;
   for (int k = 0; k < nseg; ++k) {
