@@ -1,6 +1,7 @@
 #pragma once
 // Decoder: KV-cached inference for the GPT of docs/model.md (all four attention
-// kinds) on the host, and batch generation on top of it.
+// kinds) on any Kernels implementation (host or GPU), and batch generation on
+// top of it.
 //
 // A Forward call runs a set of segments, each a run of n consecutive tokens of
 // one cache slot starting at that slot's current length (a prompt chunk during
@@ -110,8 +111,9 @@ class Decoder {
   int64_t wte_ = -1, wpe_ = -1, lnf_w_ = -1, lnf_b_ = -1, head_ = -1;
   float scale_ = 1.0f;
 
-  // Per-call row tables: host copies, and one device array holding
-  // tokens [max_rows], then slot, row0, pos0 [max_batch + 1 each], pos [max_rows].
+  // Per-call row tables, built on the host and uploaded whole, same layout
+  // in both: tokens [max_rows], then slot, row0, pos0 [max_batch + 1 each],
+  // pos [max_rows]; batch_ points into both copies.
   std::vector<int32_t> host_table_;
   DeviceArray<int32_t> table_;
   DecodeBatch batch_;
