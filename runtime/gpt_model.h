@@ -31,6 +31,8 @@ class GptModel {
   GptModel& operator=(const GptModel&) = delete;
 
   const ModelConfig& config() const { return config_; }
+  // The kernels the model was created on (its parameters are their memory).
+  Kernels* kernels() const { return kernels_; }
   const ParameterLayout& layout() const { return layout_; }
   int64_t num_params() const { return layout_.total; }
   float* params() { return params_.data(); }

@@ -132,6 +132,18 @@ class CudaKernels final : public Kernels {
   // Waits for every call issued so far; the first asynchronous fault shows here.
   void Synchronize() override;
 
+  // ---- Decoding (layers/cuda/decode_kernels.cc).
+  void DecodeEmbedding(const int32_t* tokens, const float* wte, const float* wpe, float* x, int C,
+                       const DecodeBatch& b) override;
+  void DecodeRope(float* x, int64_t ld, int heads, int dims, float theta,
+                  const DecodeBatch& b) override;
+  void DecodeCacheAppend(const float* src, int64_t ld_src, int width, float* cache, int cache_len,
+                         const DecodeBatch& b) override;
+  void DecodeAttention(const DecodeAttentionViews& in, const DecodeBatch& b, float* y,
+                       int64_t ld_y) override;
+  void DecodeLatentAttention(const DecodeAttentionViews& in, const DecodeBatch& b, bool absorbed,
+                             float* y, int64_t ld_y) override;
+
   // The weight-shadow contract above. SetParameterBuffer may be called again
   // (a new buffer replaces the old); it fails on a null buffer, n < 0, or
   // when the shadow (2·n bytes) cannot be allocated. RefreshLowPrecisionWeights in bf16 mode
@@ -202,6 +214,11 @@ class CudaKernels final : public Kernels {
   int64_t param_count_ = 0;
   DeviceBuffer<uint16_t> param_shadow_;
   std::array<DeviceBuffer<uint16_t>, kSlotCount> bf16_scratch_;
+
+  DeviceBuffer<float> decode_scores_;    // [M·H, max_len]
+  DeviceBuffer<float> decode_q_lat_;     // [M, H·R] absorbed queries
+  DeviceBuffer<float> decode_o_lat_;     // [M, H·R] Σ_s p_s c_s per head
+  DeviceBuffer<float> decode_expanded_;  // [slots, L, 2·C] naive K | V
 };
 
 }  // namespace mla::cuda
