@@ -1,5 +1,5 @@
 #pragma once
-// The mlatrain checkpoint format, version 1 (docs/checkpoint-format.md): its
+// The mlatrain checkpoint format, version 2 (docs/checkpoint-format.md): its
 // constants and the plain types the writer and reader exchange with callers.
 // Nothing here touches HDF5 or MPI; every type is a value type, safe to copy
 // and to use from any thread.
@@ -13,7 +13,10 @@
 namespace mla::ckpt {
 
 inline constexpr char kFormatName[] = "mlatrain-checkpoint";
-inline constexpr int64_t kFormatVersion = 1;
+// Version 2 added the integrity header (checkpoint/integrity.h) and stores
+// every dataset contiguous and unfiltered (no per-chunk fletcher32); a
+// version 1 file (no header) is refused.
+inline constexpr int64_t kFormatVersion = 2;
 
 // Group paths inside the file.
 inline constexpr char kConfigGroup[] = "/config";

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "checkpoint/hdf5_util.h"
+#include "checkpoint/integrity.h"
 
 namespace mla::ckpt {
 
@@ -93,8 +94,11 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 }  // namespace
 
 absl::Status CheckpointReader::Load() {
+  // HDF5 parses nothing of a file whose digest does not match: its metadata
+  // parsers can crash on damaged bytes.
+  MLA_ASSIGN_OR_RETURN(integrity_, CheckFileIntegrity(path_));
   MLA_ASSIGN_OR_RETURN(h_->file, Checked(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
-                                         "cannot open as HDF5 (missing, truncated or not HDF5)"));
+                                         "cannot open as HDF5"));
   const hid_t root = h_->file.get();
   absl::StatusOr<std::string> format = ReadStringAttr(root, "format");
   if (!format.ok() || *format != kFormatName)
@@ -257,7 +261,7 @@ absl::Status CheckpointReader::ReadRange(FlatBuffer which, int64_t lo, absl::Spa
                   out.data() + (t.offset + rect.flat_lo - lo)) < 0)
         return Error(Hdf5Error(absl::StrCat("reading ", full, " elements [", rect.flat_lo, ", ",
                                             rect.flat_lo + rect.size(),
-                                            ") failed (corrupt chunk or checksum mismatch)")));
+                                            ") failed")));
     }
   }
   return absl::OkStatus();
@@ -277,7 +281,7 @@ absl::StatusOr<std::vector<T>> ReadWhole(hid_t file, const std::string& path, hi
   std::vector<T> values(static_cast<size_t>(dims[0]));
   if (!values.empty() &&
       H5Dread(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0)
-    return Hdf5Error(absl::StrCat("reading ", path, " failed (corrupt chunk or checksum mismatch)"));
+    return Hdf5Error(absl::StrCat("reading ", path, " failed"));
   return values;
 }
 }  // namespace
@@ -302,10 +306,17 @@ absl::StatusOr<std::string> CheckpointReader::ReadTokenizerModel() const {
 
 absl::Status VerifyCheckpoint(const std::string& path, absl::Span<const TensorSpec> expected,
                               VerifyReport* report) {
+  if (report != nullptr) *report = VerifyReport();
+  MLA_ASSIGN_OR_RETURN(CheckpointReader reader, CheckpointReader::Open(path));
+  return VerifyCheckpoint(reader, expected, report);
+}
+
+absl::Status VerifyCheckpoint(const CheckpointReader& reader, absl::Span<const TensorSpec> expected,
+                              VerifyReport* report) {
   VerifyReport local;
   VerifyReport& r = report != nullptr ? *report : local;
   r = VerifyReport();
-  MLA_ASSIGN_OR_RETURN(CheckpointReader reader, CheckpointReader::Open(path));
+  const std::string& path = reader.path();
   if (!expected.empty()) MLA_RETURN_IF_ERROR(reader.ExpectLayout(expected));
   // Bounded memory whatever the tensor sizes: stream in blocks.
   constexpr int64_t kBlock = int64_t{1} << 20;

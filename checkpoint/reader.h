@@ -4,9 +4,12 @@
 // so every rank can read just the range of the flat buffers it needs:
 // resuming at another world size or ZeRO stage is reading another range.
 //
-// Open() checks the schema (format name, known version, required groups and
-// attributes, tensor layout consistent across /model and the moments) and
-// bounds every size before allocating; errors name the file and the problem.
+// Open() first checks the integrity header with plain file I/O (magic,
+// version, the file's size, the digest of every byte; checkpoint/integrity.h)
+// and lets HDF5 parse the file only when it matches. It then checks the schema
+// (format name, known version, required groups and attributes, tensor layout
+// consistent across /model and the moments) and bounds every size before
+// allocating; errors name the file and the problem.
 // A reader is move-only, owns its HDF5 file handle and is not thread-safe.
 #include <cstdint>
 #include <memory>
@@ -17,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "checkpoint/format.h"
+#include "checkpoint/integrity.h"
 
 namespace mla::ckpt {
 
@@ -30,6 +34,8 @@ class CheckpointReader {
 
   const std::string& path() const { return path_; }
   const CheckpointHeader& header() const { return header_; }
+  // The integrity header, as checked by Open().
+  const IntegrityHeader& integrity() const { return integrity_; }
   const std::vector<ConfigEntry>& config() const { return config_; }
   // Value of /config attribute `key`, or nullptr.
   const ConfigValue* FindConfig(absl::string_view key) const;
@@ -45,7 +51,6 @@ class CheckpointReader {
   absl::Status ExpectLayout(absl::Span<const TensorSpec> expected) const;
 
   // Reads elements [lo, lo + out.size()) of a flat buffer into `out`.
-  // Fletcher32 sums of every chunk touched are checked.
   absl::Status ReadRange(FlatBuffer which, int64_t lo, absl::Span<float> out) const;
   absl::StatusOr<std::vector<int64_t>> ReadState(const std::string& name) const;
   absl::StatusOr<std::string> ReadTokenizerModel() const;
@@ -58,6 +63,7 @@ class CheckpointReader {
   struct Handles;
   std::string path_;
   std::unique_ptr<Handles> h_;
+  IntegrityHeader integrity_;
   CheckpointHeader header_;
   std::vector<ConfigEntry> config_;
   AdamWScalars adamw_;
@@ -78,12 +84,15 @@ struct VerifyReport {
   std::vector<TensorCheck> with_nonfinite;
 };
 
-// Full check of a checkpoint file: schema as in Open(), the layout against
-// `expected` when non-empty, every chunk of every dataset read (so every
-// fletcher32 sum is checked) and non-finite values counted. Returns an error
-// naming the file for the first problem found, including non-finite values;
-// `report` (optional) holds what was checked so far.
+// Full check of a checkpoint file: the integrity header and schema as in
+// Open(), the layout against `expected` when non-empty, every element of every
+// dataset read and non-finite values counted. Returns an error naming the file
+// for the first problem found, including non-finite values; `report`
+// (optional) holds what was checked so far. The second form continues from a
+// reader already open (its file's digest was checked by Open).
 absl::Status VerifyCheckpoint(const std::string& path, absl::Span<const TensorSpec> expected,
+                              VerifyReport* report = nullptr);
+absl::Status VerifyCheckpoint(const CheckpointReader& reader, absl::Span<const TensorSpec> expected,
                               VerifyReport* report = nullptr);
 
 }  // namespace mla::ckpt

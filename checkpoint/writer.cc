@@ -1,5 +1,7 @@
 #include "checkpoint/writer.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -10,6 +12,8 @@
 #include "base/status_macros.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/hdf5_util.h"
+#include "checkpoint/integrity.h"
+#include "checkpoint/posix_fd.h"
 #include "glog/logging.h"
 #include "mla/version.h"
 
@@ -98,7 +102,6 @@ absl::Status ValidateLocal(const CheckpointState& s, const SaveOptions& o) {
   if (o.dir.empty()) return absl::InvalidArgumentError("SaveOptions.dir is empty");
   if (o.keep_last < 1) return absl::InvalidArgumentError("keep_last must be at least 1");
   if (o.keep_every < 0) return absl::InvalidArgumentError("keep_every must be >= 0");
-  if (o.chunk_bytes < 4096) return absl::InvalidArgumentError("chunk_bytes must be >= 4096");
   if (s.header.step < 0) return absl::InvalidArgumentError("step must be >= 0");
   if (s.layout.empty()) return absl::InvalidArgumentError("the layout has no tensors");
   std::set<std::string> names;
@@ -173,21 +176,11 @@ std::string UtcNow() {
   return buf;
 }
 
-// Chunk dims of about `chunk_bytes` made of whole rows where a row fits.
-std::vector<hsize_t> ChunkDims(const std::vector<int64_t>& shape, int64_t elem_bytes,
-                               int64_t chunk_bytes) {
-  const int64_t target = std::max<int64_t>(1, chunk_bytes / elem_bytes);
-  if (shape.size() == 1) return {static_cast<hsize_t>(std::clamp<int64_t>(shape[0], 1, target))};
-  const int64_t cols = std::min(shape[1], target);
-  const int64_t rows = std::clamp<int64_t>(target / cols, 1, shape[0]);
-  return {static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)};
-}
-
 // Writes the HDF5 file collectively. Each call is made by every rank in the
 // same order; errors are agreed after every dataset so ranks stay in step.
 class FileWriter {
  public:
-  FileWriter(MPI_Comm comm, const SaveOptions& options) : comm_(comm), options_(options) {
+  explicit FileWriter(MPI_Comm comm) : comm_(comm) {
     MPI_Comm_rank(comm, &rank_);
   }
 
@@ -197,11 +190,15 @@ class FileWriter {
     // Metadata reads and writes done collectively: fewer small I/O calls.
     MLA_RETURN_IF_ERROR(Checked(H5Pset_all_coll_metadata_ops(fapl.get(), true), "fapl"));
     MLA_RETURN_IF_ERROR(Checked(H5Pset_coll_metadata_write(fapl.get(), true), "fapl"));
-    MLA_ASSIGN_OR_RETURN(file_, Checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
+    // HDF5 leaves the userblock alone: the integrity header goes there.
+    MLA_ASSIGN_OR_RETURN(Hid fcpl, Checked(H5Pcreate(H5P_FILE_CREATE), "creating fcpl"));
+    MLA_RETURN_IF_ERROR(Checked(H5Pset_userblock(fcpl.get(), kHeaderBytes), "H5Pset_userblock"));
+    MLA_ASSIGN_OR_RETURN(file_, Checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()),
                                         absl::StrCat("cannot create ", path)));
     MLA_ASSIGN_OR_RETURN(dxpl_, Checked(H5Pcreate(H5P_DATASET_XFER), "creating dxpl"));
-    // Filtered (fletcher32) datasets can only be written collectively.
-    return Checked(H5Pset_dxpl_mpio(dxpl_.get(), H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio");
+    // Unfiltered contiguous datasets: each rank writes its own rectangles
+    // straight to the file; collective buffering measured slower (docs/benchmarks.md).
+    return Checked(H5Pset_dxpl_mpio(dxpl_.get(), H5FD_MPIO_INDEPENDENT), "H5Pset_dxpl_mpio");
   }
 
   hid_t file() const { return file_.get(); }
@@ -216,15 +213,15 @@ class FileWriter {
                    absl::StrCat("creating group ", path));
   }
 
-  // Creates a chunked, fletcher32-summed dataset of `dims` and writes the
-  // flat range [lo, hi) of it from `data` (this rank's part; may be empty).
+  // Creates a contiguous dataset of `dims` and writes the flat range [lo, hi)
+  // of it from `data` (this rank's part; may be empty).
   absl::Status WriteFlat(hid_t group, const std::string& name, hid_t file_type, hid_t mem_type,
                          const std::vector<int64_t>& dims, int64_t elem_bytes, int64_t lo,
                          int64_t hi, const void* data, const ConfigValue* offset_attr) {
-    MLA_ASSIGN_OR_RETURN(Hid dset, CreateDataset(group, name, file_type, dims, elem_bytes));
+    MLA_ASSIGN_OR_RETURN(Hid dset, CreateDataset(group, name, file_type, dims));
     if (offset_attr != nullptr) MLA_RETURN_IF_ERROR(WriteAttr(dset.get(), kOffsetAttr, *offset_attr));
     // Every rank makes the same calls (one per rectangle slot), with an empty
-    // selection where it has nothing: the transfers are collective.
+    // selection where it has nothing, so the ranks stay in step.
     const std::array<Rect, 3> rects = SplitFlatRange(dims, lo, hi);
     static const int64_t kDummy = 0;  // a valid pointer for an empty selection
     for (int slot = 0; slot < 3; ++slot) {
@@ -249,34 +246,33 @@ class FileWriter {
   }
 
  private:
+  // Contiguous and unfiltered: the integrity header's digest covers every
+  // byte (format version 2), so there is no per-chunk checksum to compute,
+  // and a flat range of a tensor is one contiguous range of the file.
   absl::StatusOr<Hid> CreateDataset(hid_t group, const std::string& name, hid_t file_type,
-                                    const std::vector<int64_t>& dims, int64_t elem_bytes) {
-    std::vector<hsize_t> cur(dims.begin(), dims.end()), max = cur;
-    std::vector<hsize_t> chunk = ChunkDims(dims, elem_bytes, options_.chunk_bytes);
-    if (dims.size() == 1 && dims[0] == 0) max[0] = H5S_UNLIMITED;  // a chunk needs room for 1
-    MLA_ASSIGN_OR_RETURN(Hid space, Checked(H5Screate_simple(static_cast<int>(cur.size()), cur.data(), max.data()),
+                                    const std::vector<int64_t>& dims) {
+    const std::vector<hsize_t> cur(dims.begin(), dims.end());
+    MLA_ASSIGN_OR_RETURN(Hid space, Checked(H5Screate_simple(static_cast<int>(cur.size()), cur.data(), nullptr),
                                             "creating a dataspace"));
     MLA_ASSIGN_OR_RETURN(Hid dcpl, Checked(H5Pcreate(H5P_DATASET_CREATE), "creating dcpl"));
-    MLA_RETURN_IF_ERROR(Checked(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk"));
-    MLA_RETURN_IF_ERROR(Checked(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32"));
-    // Every element is written, so filling chunks first would be wasted I/O.
+    MLA_RETURN_IF_ERROR(Checked(H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS), "H5Pset_layout"));
+    // Every element is written, so filling the dataset first would be wasted I/O.
     MLA_RETURN_IF_ERROR(Checked(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), "H5Pset_fill_time"));
     return Checked(H5Dcreate2(group, name.c_str(), file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                    absl::StrCat("creating dataset ", name));
   }
 
   MPI_Comm comm_;
-  SaveOptions options_;
   int rank_ = 0;
   Hid file_;
   Hid dxpl_;
 };
 
 absl::Status WriteFile(MPI_Comm comm, const CheckpointState& s, const CheckpointHeader& header,
-                       const SaveOptions& options, const std::string& path) {
+                       const std::string& path) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
-  FileWriter w(comm, options);
+  FileWriter w(comm);
   MLA_RETURN_IF_ERROR(w.Agree(w.Create(path)));
 
   // Metadata: collective, identical on every rank.
@@ -344,6 +340,44 @@ absl::Status WriteFile(MPI_Comm comm, const CheckpointState& s, const Checkpoint
   return w.Agree(w.Close());
 }
 
+// Seals the closed file: rank 0 takes its size, every rank hashes an even
+// share of the digest blocks (read back, usually from the page cache), rank 0
+// combines the hashes and writes the integrity header.
+absl::Status SealInParallel(MPI_Comm comm, const std::string& path) {
+  int rank = 0, world = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &world);
+  int64_t file_bytes = 0;
+  absl::Status st = absl::OkStatus();
+  if (rank == 0) {
+    struct stat info;
+    if (::stat(path.c_str(), &info) != 0) {
+      st = ErrnoError("cannot stat", path);
+    } else {
+      file_bytes = info.st_size;
+      if (file_bytes < kHeaderBytes)
+        st = absl::InternalError(absl::StrCat(path, " is shorter than its userblock after closing"));
+    }
+  }
+  MLA_RETURN_IF_ERROR(AgreeStatus(comm, st));
+  MPI_Bcast(&file_bytes, 1, MPI_INT64_T, 0, comm);
+  const int64_t blocks = DigestBlockCount(file_bytes);
+  const FlatRange mine = EvenShard(blocks, rank, world);
+  absl::StatusOr<std::vector<uint64_t>> hashes = HashFileBlocks(path, file_bytes, mine.lo, mine.hi);
+  MLA_RETURN_IF_ERROR(AgreeStatus(comm, hashes.status()));
+  std::vector<int> counts(static_cast<size_t>(world)), displs(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) {
+    const FlatRange theirs = EvenShard(blocks, r, world);
+    counts[r] = static_cast<int>(theirs.size());
+    displs[r] = static_cast<int>(theirs.lo);
+  }
+  std::vector<uint64_t> all(rank == 0 ? static_cast<size_t>(blocks) : 0);
+  MPI_Gatherv(hashes->data(), static_cast<int>(hashes->size()), MPI_UINT64_T, all.data(), counts.data(),
+              displs.data(), MPI_UINT64_T, 0, comm);
+  if (rank == 0) st = WriteIntegrityHeader(path, {file_bytes, CombineBlockHashes(all)});
+  return AgreeStatus(comm, st);
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> SaveCheckpoint(MPI_Comm comm, const CheckpointState& s,
@@ -383,9 +417,11 @@ absl::StatusOr<std::string> SaveCheckpoint(MPI_Comm comm, const CheckpointState&
   header.mlatrain_version = MLA_VERSION;
   header.git_revision = MLA_GIT_REVISION;
 
-  // Phase 2: the file, written collectively; then each rank flushes what its
-  // own node cached (on a parallel file system one fsync covers one client).
-  st = WriteFile(comm, s, header, options, tmp_path);
+  // Phase 2: the file, written collectively and sealed with its integrity
+  // header; then each rank flushes what its own node cached (on a parallel
+  // file system one fsync covers one client).
+  st = WriteFile(comm, s, header, tmp_path);
+  if (st.ok()) st = SealInParallel(comm, tmp_path);
   if (st.ok()) st = AgreeStatus(comm, FsyncPath(tmp_path, /*directory=*/false));
   if (!st.ok()) return fail(st);
 

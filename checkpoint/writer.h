@@ -1,7 +1,8 @@
 #pragma once
 // Saving a checkpoint: every rank of an MPI communicator writes its own slices
 // of the flat parameter, AdamW m and AdamW v buffers into ONE HDF5 file with
-// collective parallel HDF5 I/O, then rank 0 commits it atomically
+// parallel HDF5, the ranks hash the closed file together and rank 0 writes its
+// integrity header (checkpoint/integrity.h), then rank 0 commits it atomically
 // (`<dir>/ckpt-<step>.h5.tmp` → fsync on every rank → rename → fsync dir →
 // `latest` pointer → retention). Nothing is gathered on one rank.
 //
@@ -50,7 +51,6 @@ struct SaveOptions {
   std::string dir;          // created when missing
   int keep_last = 3;        // retention: the newest K checkpoints (>= 1) ...
   int keep_every = 0;       // ... plus every step divisible by M (0 = none)
-  int64_t chunk_bytes = int64_t{1} << 20;  // target HDF5 chunk size (each has a fletcher32 sum)
 };
 
 // Writes and commits `state`; returns the committed path `<dir>/ckpt-<step>.h5`

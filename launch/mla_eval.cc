@@ -40,6 +40,9 @@
 #include "launch/mla_eval_json.h"
 #include "launch/mla_eval_metrics.h"
 #include "layers/cpu/cpu_kernels.h"
+#if MLA_EVAL_CUDA
+#include "layers/cuda/cuda_kernels.h"
+#endif
 #include "runtime/data/data_loader.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/decoder.h"
@@ -92,6 +95,10 @@ ABSL_FLAG(int, bench_steps, 32,
           "report: decode steps timed per cell; the cache grows from context − steps to context.");
 ABSL_FLAG(int, bench_repeats, 2, "report: repeats per speed cell (the fastest counts).");
 ABSL_FLAG(int64_t, init_seed, 1, "Seed of the random-init model.");
+ABSL_FLAG(std::string, device, "cpu",
+          "Where the model and the decoder run: cpu (oneDNN + OpenMP) or cuda (the first visible "
+          "GPU; the KV cache and every decoder buffer live there, logits come back once per "
+          "step for sampling on the host).");
 ABSL_FLAG(int, threads, 0,
           "OpenMP threads (0 = OMP_NUM_THREADS or all cores). On a machine shared with other "
           "jobs, 1 avoids threads spinning at barriers while another is descheduled.");
@@ -638,10 +645,11 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
 
   // Summary on stdout.
   std::printf("mla-eval report: %s\n  %s  layers=%d d_model=%d heads=%d kv_rank=%d rope_dim=%d "
-              "context=%d vocab=%d  params=%lld  threads=%d\n",
+              "context=%d vocab=%d  params=%lld  threads=%d  device=%s\n",
               m.source.c_str(), std::string(AttentionKindName(c.attention)).c_str(), c.n_layer,
               c.d_model, c.n_head, c.kv_rank, c.rope_dim, c.context_length, c.vocab_size,
-              static_cast<long long>(cost.parameters), omp_get_max_threads());
+              static_cast<long long>(cost.parameters), omp_get_max_threads(),
+              absl::GetFlag(FLAGS_device).c_str());
   std::printf("  KV cache per token: %lld values/layer, %lld values; fp32 %lld B/layer, %lld B; "
               "bf16 %lld B/layer, %lld B\n  vs MHA of the same size (%lld B fp32): %.1f%% "
               "(reduction %.1f%%)\n",
@@ -687,6 +695,7 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
         "{\"task\":\"report\",\"model\":", json::Quote(m.source), ",\"step\":", m.step,
         ",\"attention\":", json::Quote(AttentionKindName(c.attention)),
         ",\"parameters\":", cost.parameters, ",\"threads\":", omp_get_max_threads(),
+        ",\"device\":", json::Quote(absl::GetFlag(FLAGS_device)),
         ",\"kv_cache\":{\"values_per_token_per_layer\":", per_layer,
         ",\"values_per_token\":", total,
         ",\"bytes_per_token_per_layer_fp32\":", per_layer * 4,
@@ -704,6 +713,23 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
   return absl::OkStatus();
 }
 
+// The kernels of --device: the model, the KV cache and the decoder all live
+// in their memory.
+absl::StatusOr<std::unique_ptr<Kernels>> CreateKernels(const std::string& device) {
+  if (device == "cpu") return std::unique_ptr<Kernels>(std::make_unique<CpuKernels>());
+  if (device != "cuda")
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown --device '", device, "' (expected cpu or cuda)"));
+#if MLA_EVAL_CUDA
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaKernels> gpu, cuda::CudaKernels::Create());
+  return std::unique_ptr<Kernels>(std::move(gpu));
+#else
+  return absl::FailedPreconditionError(
+      "--device=cuda: this build has no CUDA support (configure with -DMLA_CUDA=ON on a machine "
+      "with nvcc)");
+#endif
+}
+
 absl::Status Run(Communicator& comm) {
   const std::string task = absl::GetFlag(FLAGS_task);
   if (task != "loss" && task != "generate" && task != "report")
@@ -713,12 +739,13 @@ absl::Status Run(Communicator& comm) {
     return absl::InvalidArgumentError("--random_init_config is for --task=report only");
   if (absl::GetFlag(FLAGS_threads) < 0) return absl::InvalidArgumentError("--threads must be >= 0");
   if (absl::GetFlag(FLAGS_threads) > 0) omp_set_num_threads(absl::GetFlag(FLAGS_threads));
-  CpuKernels kernels;
-  MLA_ASSIGN_OR_RETURN(EvalModel m, LoadEvalModel(&kernels));
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned, CreateKernels(absl::GetFlag(FLAGS_device)));
+  Kernels* kernels = owned.get();
+  MLA_ASSIGN_OR_RETURN(EvalModel m, LoadEvalModel(kernels));
   if (task == "loss") return RunLoss(comm, m);
   if (comm.rank() != 0) return absl::OkStatus();  // generation runs on rank 0
-  if (task == "generate") return RunGenerate(m, &kernels);
-  return RunReport(m, &kernels);
+  if (task == "generate") return RunGenerate(m, kernels);
+  return RunReport(m, kernels);
 }
 
 }  // namespace
@@ -732,7 +759,8 @@ int main(int argc, char** argv) {
       "  mla-eval --task=generate --checkpoint=CKPT --prompts=prompts.jsonl --out=gen.jsonl\n"
       "  mla-eval --task=report --checkpoint=CKPT --out=report.json   (+ report.json.judge.jsonl)\n"
       "  mla-eval --task=report --random_init_config=attention=mha,layers=6,d_model=288,"
-      "heads=6,vocab=32000,context=256");
+      "heads=6,vocab=32000,context=256\n"
+      "  add --device=cuda to run the model, KV cache and decoder on the GPU");
   absl::ParseCommandLine(argc, argv);
   google::InitGoogleLogging(argv[0]);
   std::unique_ptr<mla::MpiSession> session;

@@ -40,6 +40,43 @@ struct AttentionGrads {
   float* dk_rope = nullptr;  int64_t ld_dk_rope = 0;
 };
 
+// ---- Decoding (runtime/decoder.h). One call covers S segments: segment s
+// is rows row0[s] … row0[s+1]−1 of the activations (row0[S] = M), the
+// tokens of cache slot slot[s] at positions pos0[s] … pos0[s]+n_s−1, and
+// pos[r] is row r's position. A cache part is one block [slots, L, width]
+// (L = cache_len positions per slot, runtime/kv_cache.h); the row at
+// position p attends to its slot's positions 0 … p. Letters: S segments,
+// L cache positions per slot, R latent rank.
+struct DecodeTable {
+  const int32_t* slot = nullptr;  // [S]
+  const int32_t* row0 = nullptr;  // [S + 1]
+  const int32_t* pos0 = nullptr;  // [S]
+  const int32_t* pos = nullptr;   // [M]
+};
+struct DecodeBatch {
+  int S = 0;
+  int64_t M = 0;
+  int max_len = 0;     // max over segments of pos0 + n: the longest attended prefix
+  DecodeTable host;    // in host memory (loops and launch shapes on the host)
+  DecodeTable device;  // the same values in the implementation's memory
+};
+// Cache attention operands. MHA kinds read q, k, v; MLA kinds q (and, for
+// mla_rope, q_rope and k_rope), the latents and W_uk / W_uv (Linear layout
+// [H·D, R]; head h owns rows h·D … h·D+D−1; adjacent: w_uv = w_uk + H·D·R).
+struct DecodeAttentionViews {
+  int H = 0, D = 0, P = 0, R = 0;
+  float scale = 1.0f;
+  int cache_len = 0;                            // L
+  const float* q = nullptr;  int64_t ld_q = 0;  // [M, ld_q], head h at columns h·D
+  const float* q_rope = nullptr;                // [M, H·P] rotated, or null
+  const float* k = nullptr;                     // [slots, L, H·D] keys (MHA)
+  const float* v = nullptr;                     // [slots, L, H·D] values (MHA)
+  const float* latent = nullptr;                // [slots, L, R] latents c_kv (MLA)
+  const float* k_rope = nullptr;                // [slots, L, P] shared rotary keys, or null
+  const float* w_uk = nullptr;
+  const float* w_uv = nullptr;
+};
+
 class Kernels {
  public:
   virtual ~Kernels() = default;
@@ -150,6 +187,31 @@ class Kernels {
   virtual void CopyOnDevice(void* dst, const void* src, size_t bytes) = 0;
   // Returns when every call issued so far has completed.
   virtual void Synchronize() = 0;
+
+  // ---- Decoding (structs above). All pointers, including the device table
+  // of `b` and `tokens`, are this implementation's memory.
+  //
+  // x[r] = wte[tokens[r]] (+ wpe[pos[r]] when wpe is non-null), rows of C.
+  virtual void DecodeEmbedding(const int32_t* tokens, const float* wte, const float* wpe,
+                               float* x, int C, const DecodeBatch& b) = 0;
+  // Rotates `heads` groups of `dims` columns of row r by position pos[r].
+  virtual void DecodeRope(float* x, int64_t ld, int heads, int dims, float theta,
+                          const DecodeBatch& b) = 0;
+  // cache[(slot[s]·L + pos[r])·width + j] = src[r·ld_src + j] for j < width
+  // and every row r of every segment s.
+  virtual void DecodeCacheAppend(const float* src, int64_t ld_src, int width, float* cache,
+                                 int cache_len, const DecodeBatch& b) = 0;
+  // MHA kinds: y[r, h·D + j] (ld_y) = Σ_{s ≤ pos[r]} p_h(r, s)·v_h(s)_j with
+  // p_h(r, ·) = softmax_s(scale·q_h(r)·k_h(s)) over the slot's cache.
+  virtual void DecodeAttention(const DecodeAttentionViews& in, const DecodeBatch& b, float* y,
+                               int64_t ld_y) = 0;
+  // MLA kinds over the latent cache, scores
+  //   scale·(q_h(r)·(W_uk,h c_s) + q_r,h(r)·k_r(s)),  y_h(r) = Σ_s p_h(r, s)·W_uv,h c_s.
+  // absorbed: q̃_h = W_uk,hᵀ q_h ∈ R^R once per row and head, scores q̃_h·c_s,
+  //   output W_uv,h (Σ_s p_s c_s); the cache is never expanded.
+  // naive: K = C·W_ukᵀ, V = C·W_uvᵀ for every cached position at every call.
+  virtual void DecodeLatentAttention(const DecodeAttentionViews& in, const DecodeBatch& b,
+                                     bool absorbed, float* y, int64_t ld_y) = 0;
 };
 
 }  // namespace mla

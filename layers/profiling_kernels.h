@@ -103,6 +103,27 @@ class ProfilingKernels final : public Kernels {
     inner_->CopyOnDevice(dst, src, bytes);
   }
   void Synchronize() override { inner_->Synchronize(); }
+  void DecodeEmbedding(const int32_t* t, const float* wte, const float* wpe, float* x, int C,
+                       const DecodeBatch& b) override {
+    Time("DecodeEmbedding", [&] { inner_->DecodeEmbedding(t, wte, wpe, x, C, b); });
+  }
+  void DecodeRope(float* x, int64_t ld, int heads, int dims, float theta,
+                  const DecodeBatch& b) override {
+    Time("DecodeRope", [&] { inner_->DecodeRope(x, ld, heads, dims, theta, b); });
+  }
+  void DecodeCacheAppend(const float* src, int64_t ld, int width, float* cache, int len,
+                         const DecodeBatch& b) override {
+    Time("DecodeCacheAppend", [&] { inner_->DecodeCacheAppend(src, ld, width, cache, len, b); });
+  }
+  void DecodeAttention(const DecodeAttentionViews& in, const DecodeBatch& b, float* y,
+                       int64_t ld_y) override {
+    Time("DecodeAttention", [&] { inner_->DecodeAttention(in, b, y, ld_y); });
+  }
+  void DecodeLatentAttention(const DecodeAttentionViews& in, const DecodeBatch& b, bool absorbed,
+                             float* y, int64_t ld_y) override {
+    Time("DecodeLatentAttention",
+         [&] { inner_->DecodeLatentAttention(in, b, absorbed, y, ld_y); });
+  }
 
  private:
   template <typename F>

@@ -1,6 +1,7 @@
 #pragma once
 // Decoder: KV-cached inference for the GPT of docs/model.md (all four attention
-// kinds) on the host, and batch generation on top of it.
+// kinds) on any Kernels implementation (host or GPU), and batch generation on
+// top of it.
 //
 // A Forward call runs a set of segments, each a run of n consecutive tokens of
 // one cache slot starting at that slot's current length (a prompt chunk during
@@ -21,13 +22,17 @@
 //       every call (full-rank MLA decoding), for comparison.
 // The rotary part adds q_r,h·k_r(s) in both modes; scale = 1/sqrt(D (+P)).
 //
-// Memory: everything (cache, activations, per-thread attention scratch,
-// logits) is allocated by Create for max_batch slots × max_len positions and
-// max_rows rows per call; Forward allocates nothing.
-// Device: host memory only; `kernels` must be a host implementation (CpuKernels)
-// and is used for the row-wise products and norms; attention runs here with
-// oneDNN sgemm on OpenMP threads (one segment, or one (segment, head), per
-// thread). Thread safety: none (one caller). Misuse of Forward (a slot out of
+// Memory: everything (cache, activations, the per-call row tables, logits) is
+// a DeviceArray of `kernels`, allocated by Create for max_batch slots ×
+// max_len positions and max_rows rows per call; Forward allocates nothing
+// (the kernels' own scratch grows on first use of a shape).
+// Device: the decoder runs on its kernels' device. Every step (embedding,
+// products, norms, RoPE at per-row positions, cache appends, cache attention
+// with the absorption products) is a call of the kernel interface
+// (layers/kernels.h, "Decoding"); on a GPU implementation only the row tables
+// go to the device and the logits come back, once per call. The model must
+// live on the same kind of device (Create checks). Sampling stays on the host.
+// Thread safety: none (one caller). Misuse of Forward (a slot out of
 // range, too many rows, overflowing a slot, a token outside the vocabulary) is
 // a CHECK; Generate validates requests and reports problems per request.
 #include <cstdint>
@@ -39,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "layers/device_array.h"
 #include "layers/kernels.h"
 #include "runtime/gpt_model.h"
 #include "runtime/kv_cache.h"
@@ -67,7 +73,8 @@ struct DecodeSegment {
 class Decoder {
  public:
   // `model` and `kernels` must outlive the decoder; the model's parameters are
-  // read at every call (not copied).
+  // read at every call (not copied). Fails when the model's kernels and
+  // `kernels` are on different kinds of device (host vs GPU).
   static absl::StatusOr<std::unique_ptr<Decoder>> Create(const GptModel& model, Kernels* kernels,
                                                          const DecoderOptions& options);
   Decoder(const Decoder&) = delete;
@@ -78,7 +85,8 @@ class Decoder {
   // all_logits, one row per input row in segment order; otherwise one row per
   // segment (its last token).
   void Forward(absl::Span<const DecodeSegment> segments, bool all_logits);
-  const float* logits() const { return logits_.data(); }
+  // Logits of the last Forward in host memory ([rows, V] as above).
+  const float* logits() const { return host_logits_; }
 
   KvCache& cache() { return cache_; }
   const KvCache& cache() const { return cache_; }
@@ -91,12 +99,8 @@ class Decoder {
     AttentionWeights attn;
   };
   Decoder(const GptModel& model, Kernels* kernels, const DecoderOptions& options);
-  void Attention(int layer, int nseg, int64_t rows);
-  void AttentionMha(int layer, int nseg);
-  void AttentionMlaAbsorbed(int layer, int nseg, int64_t rows);
-  void AttentionMlaNaive(int layer, int nseg);
-  void ApplyRope(float* x, int64_t ld, int64_t rows, int heads, int dims) const;
-  float* ThreadScratch(int which);
+  void Attention(int layer);
+  DecodeAttentionViews Views(int layer) const;
 
   const GptModel& model_;
   Kernels* kernels_;
@@ -106,18 +110,18 @@ class Decoder {
   std::vector<LayerOffsets> layers_;
   int64_t wte_ = -1, wpe_ = -1, lnf_w_ = -1, lnf_b_ = -1, head_ = -1;
   float scale_ = 1.0f;
-  std::vector<float> rope_cos_, rope_sin_;  // [max_len, rotary_dims/2]
 
-  // Per-call row tables, sized once.
-  std::vector<int32_t> tokens_;
-  std::vector<int> pos_, seg_slot_, seg_row0_, seg_pos0_, seg_n_;
-  // Activations [max_rows, ·].
-  std::vector<float> x_, ln_, mean_, rstd_, qkv_, q_, c_q_, c_q_n_, q_rstd_, c_kv_, c_kv_n_,
-      kv_rstd_, q_r_, k_r_, q_lat_, o_lat_, y_, fc_, last_, logits_;
-  // Per-thread attention scratch: scores, and expanded K|V for naive MLA.
-  int threads_ = 1;
-  int64_t score_stride_ = 0, kv_stride_ = 0;
-  std::vector<float> scores_, expanded_;
+  // Per-call row tables, built on the host and uploaded whole, same layout
+  // in both: tokens [max_rows], then slot, row0, pos0 [max_batch + 1 each],
+  // pos [max_rows]; batch_ points into both copies.
+  std::vector<int32_t> host_table_;
+  DeviceArray<int32_t> table_;
+  DecodeBatch batch_;
+  // Activations [max_rows, ·] in the kernels' memory.
+  DeviceArray<float> x_, ln_, mean_, rstd_, qkv_, q_, c_q_, c_q_n_, q_rstd_, c_kv_, c_kv_n_,
+      kv_rstd_, q_r_, k_r_, y_, fc_, last_, logits_;
+  std::vector<float> logits_on_host_;  // the host copy (GPU kernels only)
+  const float* host_logits_ = nullptr;
 };
 
 // Generation --------------------------------------------------------------

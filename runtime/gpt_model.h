@@ -39,6 +39,8 @@ class GptModel {
   GptModel& operator=(const GptModel&) = delete;
 
   const ModelConfig& config() const { return config_; }
+  // The kernels the model was created on (its parameters are their memory).
+  Kernels* kernels() const { return kernels_; }
   const ParameterLayout& layout() const { return layout_; }
   int64_t num_params() const { return layout_.total; }
   // The buffers themselves, in the kernels' memory.
@@ -46,7 +48,6 @@ class GptModel {
   const float* params() const { return params_.data(); }
   float* grads() { return grads_.data(); }
   const float* grads() const { return grads_.data(); }
-  Kernels* kernels() const { return kernels_; }
 
   // Host copies (waiting for earlier calls) and host → model copies.
   std::vector<float> ParamsToHost() const { return params_.ToHost(); }

@@ -17,14 +17,15 @@ KvCacheLayout KvCacheLayoutFor(const ModelConfig& c) {
   return l;
 }
 
-KvCache::KvCache(const ModelConfig& config, int slots, int max_len)
+KvCache::KvCache(const ModelConfig& config, int slots, int max_len, Kernels* kernels)
     : layout_(KvCacheLayoutFor(config)), layers_(config.n_layer), slots_(slots), max_len_(max_len) {
   CHECK_GT(slots, 0);
   CHECK_GT(max_len, 0);
-  parts_.resize(2 * layers_);
+  CHECK(kernels != nullptr);
+  parts_.reserve(2 * layers_);
   for (int l = 0; l < layers_; ++l) {
-    parts_[2 * l].assign(static_cast<size_t>(slots) * max_len * layout_.first_width, 0.0f);
-    parts_[2 * l + 1].assign(static_cast<size_t>(slots) * max_len * layout_.second_width, 0.0f);
+    parts_.emplace_back(kernels, static_cast<int64_t>(slots) * max_len * layout_.first_width);
+    parts_.emplace_back(kernels, static_cast<int64_t>(slots) * max_len * layout_.second_width);
   }
   lengths_.assign(slots, 0);
 }
@@ -68,7 +69,7 @@ void KvCache::set_length(int slot, int length) {
 
 int64_t KvCache::bytes_allocated() const {
   int64_t n = 0;
-  for (const auto& p : parts_) n += static_cast<int64_t>(p.size());
+  for (const auto& p : parts_) n += p.size();
   return n * static_cast<int64_t>(sizeof(float));
 }
 

@@ -11,11 +11,17 @@
 //
 // Layout: for each layer and part, one block [slots, max_len, width]; a slot's
 // rows for positions 0 … length−1 are contiguous, so attention over a slot is
-// one strided matrix. Thread safety: none; the decoder writes distinct rows
-// from distinct threads. Misuse (slot or position out of range) is a CHECK.
+// one strided matrix (cache_len = max_len positions per slot in the kernel
+// interface's decode calls, layers/kernels.h).
+// Device: the blocks are DeviceArrays of the given kernels (GPU memory for
+// CudaKernels): Row/Part return that memory, readable from the host only when
+// kernels->is_host(). The lengths are host-side bookkeeping.
+// Thread safety: none. Misuse (slot or position out of range) is a CHECK.
 #include <cstdint>
 #include <vector>
 
+#include "layers/device_array.h"
+#include "layers/kernels.h"
 #include "runtime/model_config.h"
 
 namespace mla {
@@ -35,7 +41,8 @@ KvCacheLayout KvCacheLayoutFor(const ModelConfig& config);
 
 class KvCache {
  public:
-  KvCache(const ModelConfig& config, int slots, int max_len);
+  // Zero-filled blocks in `kernels`' memory; the kernels must outlive the cache.
+  KvCache(const ModelConfig& config, int slots, int max_len, Kernels* kernels);
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
 
@@ -49,6 +56,9 @@ class KvCache {
   // with stride width(part).
   float* Row(int layer, int slot, KvPart part, int pos);
   const float* Row(int layer, int slot, KvPart part, int pos) const;
+  // The whole block [slots, max_len, width(part)] of a layer's part.
+  float* Part(int layer, KvPart part) { return Row(layer, 0, part, 0); }
+  const float* Part(int layer, KvPart part) const { return Row(layer, 0, part, 0); }
 
   // Tokens held by a slot (the next position to be written).
   int length(int slot) const { return lengths_[slot]; }
@@ -63,7 +73,7 @@ class KvCache {
 
   KvCacheLayout layout_;
   int layers_, slots_, max_len_;
-  std::vector<std::vector<float>> parts_;  // [layer * 2 + part] → [slots, max_len, width]
+  std::vector<DeviceArray<float>> parts_;  // [layer * 2 + part] → [slots, max_len, width]
   std::vector<int> lengths_;
 };
 

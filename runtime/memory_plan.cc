@@ -15,17 +15,6 @@ double MiB(int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 }  // namespace
 
-absl::string_view PrecisionName(Precision precision) {
-  return precision == Precision::kFp32 ? "fp32" : "bf16";
-}
-
-absl::StatusOr<Precision> ParsePrecision(absl::string_view name) {
-  if (name == "fp32") return Precision::kFp32;
-  if (name == "bf16") return Precision::kBf16;
-  return absl::InvalidArgumentError(
-      absl::StrCat("precision=", name, ": must be fp32 or bf16"));
-}
-
 // Mirrors the Reserve() calls of GptModel, TransformerBlock and
 // AttentionLayer, and the scratch CudaKernels grows on first use.
 ActivationCounts CountActivations(const ModelConfig& config, int B, int T) {

@@ -20,15 +20,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "layers/precision.h"  // Precision, ParsePrecision
 #include "runtime/model_config.h"
 
 namespace mla {
-
-enum class Precision { kFp32, kBf16 };
-
-absl::string_view PrecisionName(Precision precision);
-// "fp32" or "bf16".
-absl::StatusOr<Precision> ParsePrecision(absl::string_view name);
 
 struct MemoryPlanOptions {
   int micro_batch = 1;    // B

@@ -7,12 +7,13 @@ PACKAGES=(
   build-essential cmake pkg-config git
   openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools
+  libxxhash-dev
   libabsl-dev
   libdnnl-dev
   libsentencepiece-dev
   libgoogle-glog-dev
   libgtest-dev libgmock-dev
-  python3 python3-torch python3-h5py python3-numpy python3-matplotlib
+  python3 python3-torch python3-h5py python3-xxhash python3-numpy python3-matplotlib
   # Fuzzing (tests/fuzz/run.sh): clang with libFuzzer/ASan runtimes, its OpenMP.
   clang libclang-rt-14-dev libomp-dev
 )

@@ -4,7 +4,7 @@
 # (build-asan), then a bounded libFuzzer run of each fuzz target (build-fuzz).
 # Environment:
 #   MLA_SANITIZE_STAGE=0   skip the sanitizer stage
-#   MLA_FUZZ_SECONDS=N     seconds per fuzz target (default 20; 0 skips fuzzing)
+#   MLA_FUZZ_SECONDS=N     seconds per fuzz target (default 60; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -23,7 +23,7 @@ if [ "${MLA_SANITIZE_STAGE:-1}" != 0 ]; then
      ctest --output-on-failure --timeout 900 -j1 -LE 'train|fault|badinput|reference' -E 'parity')
 fi
 
-if [ "${MLA_FUZZ_SECONDS:-20}" != 0 ]; then
-  echo "== fuzzing, ${MLA_FUZZ_SECONDS:-20} s per target (build-fuzz)"
-  FUZZ_SECONDS="${MLA_FUZZ_SECONDS:-20}" tests/fuzz/run.sh
+if [ "${MLA_FUZZ_SECONDS:-60}" != 0 ]; then
+  echo "== fuzzing, ${MLA_FUZZ_SECONDS:-60} s per target (build-fuzz)"
+  FUZZ_SECONDS="${MLA_FUZZ_SECONDS:-60}" tests/fuzz/run.sh
 fi

@@ -94,6 +94,28 @@ class CpuKernels final : public Kernels {
   std::vector<float> rope_grad_scratch_;
   std::vector<float> transpose_scratch_;  // dwᵀ of tall weights
   std::vector<float> padded_x_, padded_dy_;  // operands re-strided for the GEMM
+
+  // ---- Decoding (layers/cpu/cpu_decode_kernels.cc).
+ public:
+  void DecodeEmbedding(const int32_t* tokens, const float* wte, const float* wpe, float* x, int C,
+                       const DecodeBatch& b) override;
+  void DecodeRope(float* x, int64_t ld, int heads, int dims, float theta,
+                  const DecodeBatch& b) override;
+  void DecodeCacheAppend(const float* src, int64_t ld_src, int width, float* cache, int cache_len,
+                         const DecodeBatch& b) override;
+  void DecodeAttention(const DecodeAttentionViews& in, const DecodeBatch& b, float* y,
+                       int64_t ld_y) override;
+  void DecodeLatentAttention(const DecodeAttentionViews& in, const DecodeBatch& b, bool absorbed,
+                             float* y, int64_t ld_y) override;
+
+ private:
+  void DecodeLatentAbsorbed(const DecodeAttentionViews& in, const DecodeBatch& b, float* y,
+                            int64_t ld_y);
+  void DecodeLatentNaive(const DecodeAttentionViews& in, const DecodeBatch& b, float* y,
+                         int64_t ld_y);
+  // omp_get_max_threads() slices of `per_thread` floats.
+  float* DecodeThreadScratch(std::vector<float>& buffer, int64_t per_thread);
+  std::vector<float> decode_scores_, decode_expanded_, decode_q_lat_, decode_o_lat_;
 };
 
 }  // namespace mla

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "layers/cuda/bf16_cast_launch.h"
 #include "layers/cuda/cuda_check.h"
 #include "layers/cuda/elementwise_launch.h"
 #include "layers/cuda/kernels_launch.h"
@@ -20,11 +23,11 @@ void Launched(int code, const char* kernel) {
 
 // Alignment every product of a batch keeps: the first pointer's and the
 // batch stride's (in bytes).
-int BatchAlignment(const void* p, int64_t stride_elements, int batch) {
+int BatchAlignment(const void* p, int64_t stride_elements, int element_bytes, int batch) {
   int a = PointerAlignment(p);
   if (batch > 1 && stride_elements != 0) {
     const int s = PointerAlignment(
-        reinterpret_cast<const void*>(static_cast<uintptr_t>(stride_elements * sizeof(float))));
+        reinterpret_cast<const void*>(static_cast<uintptr_t>(stride_elements * element_bytes)));
     a = std::min(a, s);
   }
   return a;
@@ -37,6 +40,11 @@ constexpr int kEpilogueVectorAlignment = 16;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CudaKernels>> CudaKernels::Create() {
+  return Create(CudaKernelsOptions{});
+}
+
+absl::StatusOr<std::unique_ptr<CudaKernels>> CudaKernels::Create(
+    const CudaKernelsOptions& options) {
   int count = 0;
   if (absl::Status s = CudaStatus(cudaGetDeviceCount(&count), "cudaGetDeviceCount"); !s.ok())
     return s;
@@ -49,7 +57,8 @@ absl::StatusOr<std::unique_ptr<CudaKernels>> CudaKernels::Create() {
     cudaStreamDestroy(stream);
     return matmul.status();
   }
-  return std::unique_ptr<CudaKernels>(new CudaKernels(stream, std::move(*matmul)));
+  return std::unique_ptr<CudaKernels>(
+      new CudaKernels(stream, std::move(*matmul), options.precision));
 }
 
 CudaKernels::~CudaKernels() {
@@ -92,10 +101,63 @@ void CudaKernels::CopyOnDevice(void* dst, const void* src, size_t bytes) {
     MLA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
 }
 
+absl::Status CudaKernels::SetParameterBuffer(const float* params, int64_t n) {
+  if (n < 0 || params == nullptr)
+    return absl::InvalidArgumentError(
+        absl::StrCat("SetParameterBuffer: needs a buffer and n >= 0 (n=", n, ")"));
+  if (precision_ == Precision::kFp32) return absl::OkStatus();  // GEMMs read the fp32 weights
+  // Queued GEMMs may still read the old shadow: replace it only after them.
+  Synchronize();
+  params_ = nullptr;
+  param_count_ = 0;
+  param_shadow_ = DeviceBuffer<uint16_t>();
+  absl::StatusOr<DeviceBuffer<uint16_t>> shadow = DeviceBuffer<uint16_t>::Allocate(n);
+  if (!shadow.ok()) return shadow.status();
+  param_shadow_ = std::move(*shadow);
+  params_ = params;
+  param_count_ = n;
+  RefreshLowPrecisionWeights();
+  return absl::OkStatus();
+}
+
+void CudaKernels::RefreshLowPrecisionWeights() {
+  if (precision_ == Precision::kFp32) return;
+  CHECK(params_ != nullptr) << "RefreshLowPrecisionWeights before SetParameterBuffer";
+  Launched(launch::CastToBf16(params_, param_shadow_.data(), param_count_, stream_),
+           "CastToBf16Kernel (parameter shadow)");
+}
+
+CudaKernels::Operand CudaKernels::GemmInput(const float* x, int64_t ld, int64_t rows,
+                                            int64_t cols, Slot slot) {
+  if (precision_ == Precision::kFp32) return Operand{x, ld};
+  uint16_t* y = bf16_scratch_[slot].Reserve(std::max<int64_t>(rows * cols, 1));
+  if (ld == cols)
+    Launched(launch::CastToBf16(x, y, rows * cols, stream_), "CastToBf16Kernel");
+  else
+    Launched(launch::CastRowsToBf16(x, ld, rows, cols, y, stream_), "CastRowsToBf16Kernel");
+  return Operand{y, cols};
+}
+
+const void* CudaKernels::GemmWeight(const float* w, int64_t n) {
+  if (precision_ == Precision::kFp32) return w;
+  // Compare addresses as integers: w need not point into the buffer.
+  const auto begin = reinterpret_cast<uintptr_t>(params_);
+  const auto end = begin + static_cast<uintptr_t>(param_count_) * sizeof(float);
+  const auto first = reinterpret_cast<uintptr_t>(w);
+  const auto last = first + static_cast<uintptr_t>(n) * sizeof(float);
+  if (params_ != nullptr && first >= begin && last <= end)
+    return param_shadow_.data() + (first - begin) / sizeof(float);
+  CHECK(params_ == nullptr || last <= begin || first >= end)
+      << "a weight of " << n << " floats straddles the end of the registered parameter buffer";
+  return GemmInput(w, n, 1, n, kSlotWeight).data;
+}
+
 void CudaKernels::RowGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                          const float* A, int64_t lda, int64_t stride_a, const float* B,
+                          const void* A, int64_t lda, int64_t stride_a, const void* B,
                           int64_t ldb, int64_t stride_b, bool accumulate, float* C, int64_t ldc,
                           int64_t stride_c, int batch) {
+  const MatmulType type = gemm_type();
+  const int bytes = MatmulTypeBytes(type);
   // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ with the
   // same transpose flags: swap the operands.
   MatmulKey key;
@@ -112,9 +174,10 @@ void CudaKernels::RowGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
   key.stride_b = stride_a;
   key.stride_c = stride_c;
   key.accumulate = accumulate;
-  key.align_a = BatchAlignment(B, stride_b, batch);
-  key.align_b = BatchAlignment(A, stride_a, batch);
-  key.align_c = BatchAlignment(C, stride_c, batch);
+  key.type = type;
+  key.align_a = BatchAlignment(B, stride_b, bytes, batch);
+  key.align_b = BatchAlignment(A, stride_a, bytes, batch);
+  key.align_c = BatchAlignment(C, stride_c, sizeof(float), batch);
   MatmulArgs args;
   args.a = B;
   args.b = A;
@@ -126,6 +189,14 @@ void CudaKernels::RowGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
 void CudaKernels::LinearForward(const float* x, const float* w, const float* bias, float* y,
                                 int64_t M, int64_t N, int64_t K, Epilogue epilogue,
                                 bool accumulate) {
+  const void* wa = GemmWeight(w, N * K);
+  const void* xa = GemmInput(x, K, M, K, kSlotX).data;
+  RunLinearForward(xa, wa, bias, y, M, N, K, epilogue, accumulate);
+}
+
+void CudaKernels::RunLinearForward(const void* x, const void* w, const float* bias, float* y,
+                                   int64_t M, int64_t N, int64_t K, Epilogue epilogue,
+                                   bool accumulate) {
   CHECK(!(accumulate && epilogue == Epilogue::kBiasGelu)) << "GELU does not accumulate";
   MatmulEpilogue fused = MatmulEpilogue::kDefault;
   if (epilogue == Epilogue::kBias) fused = MatmulEpilogue::kBias;
@@ -135,40 +206,55 @@ void CudaKernels::LinearForward(const float* x, const float* w, const float* bia
   args.b = x;
   args.c = y;
   args.bias = const_cast<float*>(bias);
-  if (fused != MatmulEpilogue::kDefault && PointerAlignment(bias) >= kEpilogueVectorAlignment &&
-      matmul_->Run(LinearForwardKey(M, N, K, fused, accumulate, x, w, bias, y), args))
-    return;
+  if (fused != MatmulEpilogue::kDefault && PointerAlignment(bias) >= kEpilogueVectorAlignment) {
+    MatmulKey key = LinearForwardKey(M, N, K, fused, accumulate, x, w, bias, y);
+    key.type = gemm_type();
+    if (matmul_->Run(key, args)) return;
+  }
   // Unfused: plain GEMM, then bias and GELU kernels.
   args.bias = nullptr;
-  matmul_->Run(LinearForwardKey(M, N, K, MatmulEpilogue::kDefault, accumulate, x, w, nullptr, y),
-               args);
+  MatmulKey key =
+      LinearForwardKey(M, N, K, MatmulEpilogue::kDefault, accumulate, x, w, nullptr, y);
+  key.type = gemm_type();
+  matmul_->Run(key, args);
   if (epilogue != Epilogue::kNone)
     Launched(launch::AddBiasRows(bias, y, M, N, stream_), "AddBiasRowsKernel");
   if (epilogue == Epilogue::kBiasGelu)
     Launched(launch::GeluForward(y, y, M * N, stream_), "GeluForwardKernel");
 }
 
+void CudaKernels::RunLinearBackwardData(const void* dy, const void* w, float* dx, int64_t M,
+                                        int64_t N, int64_t K, bool accumulate) {
+  MatmulArgs args;
+  args.a = w;
+  args.b = dy;
+  args.c = dx;
+  MatmulKey key = LinearBackwardDataKey(M, N, K, accumulate, dy, w, dx);
+  key.type = gemm_type();
+  matmul_->Run(key, args);
+}
+
 void CudaKernels::LinearBackward(const float* x, const float* w, const float* dy, float* dx,
                                  float* dw, float* db, int64_t M, int64_t N, int64_t K,
                                  bool accumulate_dx) {
-  if (dx != nullptr) {
-    MatmulArgs args;
-    args.a = w;
-    args.b = dy;
-    args.c = dx;
-    matmul_->Run(LinearBackwardDataKey(M, N, K, accumulate_dx, dy, w, dx), args);
-  }
+  // dy is an operand of both products: cast once.
+  const void* dya = (dx != nullptr || dw != nullptr) ? GemmInput(dy, N, M, N, kSlotDy).data
+                                                     : nullptr;
+  if (dx != nullptr) RunLinearBackwardData(dya, GemmWeight(w, N * K), dx, M, N, K, accumulate_dx);
   bool db_done = false;
   if (dw != nullptr) {
+    const void* xa = GemmInput(x, K, M, K, kSlotX).data;
     MatmulArgs args;
-    args.a = x;
-    args.b = dy;
+    args.a = xa;
+    args.b = dya;
     args.c = dw;
-    if (db != nullptr) {
+    // BGRADB sums the GEMM's B operand: in bf16 that is the rounded dy, so the
+    // bias gradient is then taken from the fp32 dy by the column-sum kernel.
+    if (db != nullptr && precision_ == Precision::kFp32) {
       // BGRADB writes (not adds) the bias gradient: into scratch, added below.
       float* scratch = bias_grad_.Reserve(N);
       args.bias = scratch;
-      if (matmul_->Run(LinearBackwardWeightKey(M, N, K, MatmulEpilogue::kBGradB, x, dy, dw,
+      if (matmul_->Run(LinearBackwardWeightKey(M, N, K, MatmulEpilogue::kBGradB, xa, dya, dw,
                                                scratch),
                        args)) {
         Launched(launch::Add(scratch, db, N, stream_), "AddKernel");
@@ -176,9 +262,12 @@ void CudaKernels::LinearBackward(const float* x, const float* w, const float* dy
       }
       args.bias = nullptr;
     }
-    if (!db_done)
-      matmul_->Run(LinearBackwardWeightKey(M, N, K, MatmulEpilogue::kDefault, x, dy, dw, nullptr),
-                   args);
+    if (!db_done) {
+      MatmulKey key =
+          LinearBackwardWeightKey(M, N, K, MatmulEpilogue::kDefault, xa, dya, dw, nullptr);
+      key.type = gemm_type();
+      matmul_->Run(key, args);
+    }
   }
   if (db != nullptr && !db_done)
     Launched(launch::ColumnSumAccumulate(dy, M, N, N, db, stream_), "ColumnReduceKernel");
@@ -186,9 +275,11 @@ void CudaKernels::LinearBackward(const float* x, const float* w, const float* dy
 
 void CudaKernels::LinearGeluForward(const float* x, const float* w, const float* bias, float* pre,
                                     float* h, int64_t M, int64_t N, int64_t K) {
+  const void* wa = GemmWeight(w, N * K);
+  const void* xa = GemmInput(x, K, M, K, kSlotX).data;
   MatmulArgs args;
-  args.a = w;
-  args.b = x;
+  args.a = wa;
+  args.b = xa;
   args.c = h;
   args.bias = const_cast<float*>(bias);
   args.aux = pre;
@@ -196,27 +287,33 @@ void CudaKernels::LinearGeluForward(const float* x, const float* w, const float*
   // cuBLASLt wants the aux leading dimension divisible by 8.
   if (N % 8 == 0 && PointerAlignment(bias) >= kEpilogueVectorAlignment &&
       PointerAlignment(pre) >= kEpilogueVectorAlignment) {
-    MatmulKey key = LinearForwardKey(M, N, K, MatmulEpilogue::kGeluAuxBias, false, x, w, bias, h);
+    MatmulKey key =
+        LinearForwardKey(M, N, K, MatmulEpilogue::kGeluAuxBias, false, xa, wa, bias, h);
+    key.type = gemm_type();
     key.align_aux = PointerAlignment(pre);
     if (matmul_->Run(key, args)) return;
   }
-  LinearForward(x, w, bias, pre, M, N, K, Epilogue::kBias, false);
+  RunLinearForward(xa, wa, bias, pre, M, N, K, Epilogue::kBias, false);
   GeluForward(pre, h, M * N);
 }
 
 void CudaKernels::LinearBackwardDGelu(const float* dy, const float* w, const float* pre,
                                       float* dpre, float* db, int64_t M, int64_t N, int64_t K) {
-  // DGELU_BGRAD writes the bias gradient: into scratch, then added to db.
+  const void* wa = GemmWeight(w, N * K);
+  const void* dya = GemmInput(dy, N, M, N, kSlotDy).data;
+  // DGELU_BGRAD writes the bias gradient (a sum over the fp32 output, in
+  // either precision): into scratch, then added to db.
   float* scratch = bias_grad_.Reserve(K);
   MatmulArgs args;
-  args.a = w;
-  args.b = dy;
+  args.a = wa;
+  args.b = dya;
   args.c = dpre;
   args.bias = scratch;
   args.aux = const_cast<float*>(pre);
   args.ld_aux = K;
   if (K % 8 == 0 && PointerAlignment(pre) >= kEpilogueVectorAlignment) {
-    MatmulKey key = LinearBackwardDataKey(M, N, K, false, dy, w, dpre);
+    MatmulKey key = LinearBackwardDataKey(M, N, K, false, dya, wa, dpre);
+    key.type = gemm_type();
     key.epilogue = MatmulEpilogue::kDGeluBGrad;
     key.align_bias = PointerAlignment(scratch);
     key.align_aux = PointerAlignment(pre);
@@ -225,7 +322,7 @@ void CudaKernels::LinearBackwardDGelu(const float* dy, const float* w, const flo
       return;
     }
   }
-  LinearBackward(nullptr, w, dy, dpre, nullptr, nullptr, M, N, K, false);
+  RunLinearBackwardData(dya, wa, dpre, M, N, K, false);
   GeluBackward(pre, dpre, dpre, M * K);
   Launched(launch::ColumnSumAccumulate(dpre, M, K, K, db, stream_), "ColumnReduceKernel");
 }
@@ -310,32 +407,50 @@ void CudaKernels::Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int 
            "RopeKernel");
 }
 
+CudaKernels::AttentionOperands CudaKernels::AttentionInputs(const AttentionViews& in) {
+  const int64_t M = static_cast<int64_t>(in.B) * in.T;
+  const int64_t HD = static_cast<int64_t>(in.H) * in.D, HP = static_cast<int64_t>(in.H) * in.P;
+  AttentionOperands ops;
+  ops.q = GemmInput(in.q, in.ld_q, M, HD, kSlotQ);
+  ops.k = GemmInput(in.k, in.ld_k, M, HD, kSlotK);
+  ops.v = GemmInput(in.v, in.ld_v, M, HD, kSlotV);
+  if (in.q_rope != nullptr) {
+    ops.q_rope = GemmInput(in.q_rope, in.ld_q_rope, M, HP, kSlotQRope);
+    ops.k_rope = GemmInput(in.k_rope, in.ld_k_rope, M, in.P, kSlotKRope);
+  }
+  return ops;
+}
+
 void CudaKernels::AttentionForward(const AttentionViews& in, float* y, int64_t ld_y,
                                    float* probs) {
   const int B = in.B, T = in.T, H = in.H, D = in.D, P = in.P;
   const int64_t TT = static_cast<int64_t>(T) * T;
+  const MatmulType t = gemm_type();
+  const AttentionOperands ops = AttentionInputs(in);
   for (int b = 0; b < B; ++b) {
     const int64_t row0 = static_cast<int64_t>(b) * T;
     float* S = probs + static_cast<int64_t>(b) * H * TT;
     // S_h = scale·Q_h·K_hᵀ for every head h (batch stride D along the row).
-    RowGemm(false, true, T, T, D, in.scale, in.q + row0 * in.ld_q, in.ld_q, D,
-            in.k + row0 * in.ld_k, in.ld_k, D, false, S, T, TT, H);
+    RowGemm(false, true, T, T, D, in.scale, ops.q.At(row0 * ops.q.ld, t), ops.q.ld, D,
+            ops.k.At(row0 * ops.k.ld, t), ops.k.ld, D, false, S, T, TT, H);
   }
   if (in.q_rope != nullptr) {
     // S_h += scale·Q_r,h·K_rᵀ: K_r is shared by the heads, so batch over the
     // sequences (stride T rows) and loop over heads.
     for (int h = 0; h < H; ++h) {
-      RowGemm(false, true, T, T, P, in.scale, in.q_rope + static_cast<int64_t>(h) * P,
-              in.ld_q_rope, T * in.ld_q_rope, in.k_rope, in.ld_k_rope, T * in.ld_k_rope, true,
-              probs + h * TT, T, H * TT, B);
+      RowGemm(false, true, T, T, P, in.scale, ops.q_rope.At(static_cast<int64_t>(h) * P, t),
+              ops.q_rope.ld, T * ops.q_rope.ld, ops.k_rope.data, ops.k_rope.ld,
+              T * ops.k_rope.ld, true, probs + h * TT, T, H * TT, B);
     }
   }
   Launched(launch::CausalSoftmax(probs, static_cast<int64_t>(B) * H * T, T, stream_),
            "CausalSoftmaxKernel");
+  // P is an operand of Y = P·V: rounded to bf16 in bf16 mode (probs stay fp32).
+  const Operand p = GemmInput(probs, TT, static_cast<int64_t>(B) * H, TT, kSlotScores);
   for (int b = 0; b < B; ++b) {
     const int64_t row0 = static_cast<int64_t>(b) * T;
-    RowGemm(false, false, T, D, T, 1.0f, probs + static_cast<int64_t>(b) * H * TT, T, TT,
-            in.v + row0 * in.ld_v, in.ld_v, D, false, y + row0 * ld_y, ld_y, D, H);
+    RowGemm(false, false, T, D, T, 1.0f, p.At(static_cast<int64_t>(b) * H * TT, t), T, TT,
+            ops.v.At(row0 * ops.v.ld, t), ops.v.ld, D, false, y + row0 * ld_y, ld_y, D, H);
   }
 }
 
@@ -343,34 +458,42 @@ void CudaKernels::AttentionBackward(const AttentionViews& in, const float* probs
                                     int64_t ld_dy, const AttentionGrads& g) {
   const int B = in.B, T = in.T, H = in.H, D = in.D, P = in.P;
   const int64_t TT = static_cast<int64_t>(T) * T;
+  const int64_t M = static_cast<int64_t>(B) * T;
+  const MatmulType t = gemm_type();
+  const AttentionOperands ops = AttentionInputs(in);
+  const Operand dya = GemmInput(dy, ld_dy, M, static_cast<int64_t>(H) * D, kSlotDy);
+  const Operand pa = GemmInput(probs, TT, static_cast<int64_t>(B) * H, TT, kSlotScores);
   float* dS = dscores_.Reserve(static_cast<int64_t>(B) * H * TT);
   float* dkr_parts =
       in.q_rope != nullptr ? dkr_parts_.Reserve(static_cast<int64_t>(B) * H * T * P) : nullptr;
   for (int b = 0; b < B; ++b) {
     const int64_t row0 = static_cast<int64_t>(b) * T;
-    const float* Pb = probs + static_cast<int64_t>(b) * H * TT;
+    const void* Pb = pa.At(static_cast<int64_t>(b) * H * TT, t);
     float* dSb = dS + static_cast<int64_t>(b) * H * TT;
-    const float* dYb = dy + row0 * ld_dy;
+    const void* dYb = dya.At(row0 * dya.ld, t);
     // dP = dY·Vᵀ;  dV = Pᵀ·dY
-    RowGemm(false, true, T, T, D, 1.0f, dYb, ld_dy, D, in.v + row0 * in.ld_v, in.ld_v, D, false,
-            dSb, T, TT, H);
-    RowGemm(true, false, T, D, T, 1.0f, Pb, T, TT, dYb, ld_dy, D, false, g.dv + row0 * g.ld_dv,
+    RowGemm(false, true, T, T, D, 1.0f, dYb, dya.ld, D, ops.v.At(row0 * ops.v.ld, t), ops.v.ld,
+            D, false, dSb, T, TT, H);
+    RowGemm(true, false, T, D, T, 1.0f, Pb, T, TT, dYb, dya.ld, D, false, g.dv + row0 * g.ld_dv,
             g.ld_dv, D, H);
   }
   Launched(launch::CausalSoftmaxBackward(probs, dS, static_cast<int64_t>(B) * H * T, T, stream_),
            "CausalSoftmaxBackwardKernel");
+  // dS is an operand of the four products below. In bf16 mode its copy
+  // reuses P's scratch: the stream orders the cast after the dV products.
+  const Operand ds = GemmInput(dS, TT, static_cast<int64_t>(B) * H, TT, kSlotScores);
   for (int b = 0; b < B; ++b) {
     const int64_t row0 = static_cast<int64_t>(b) * T;
-    const float* dSb = dS + static_cast<int64_t>(b) * H * TT;
+    const void* dSb = ds.At(static_cast<int64_t>(b) * H * TT, t);
     // dQ = scale·dS·K;  dK = scale·dSᵀ·Q
-    RowGemm(false, false, T, D, T, in.scale, dSb, T, TT, in.k + row0 * in.ld_k, in.ld_k, D, false,
-            g.dq + row0 * g.ld_dq, g.ld_dq, D, H);
-    RowGemm(true, false, T, D, T, in.scale, dSb, T, TT, in.q + row0 * in.ld_q, in.ld_q, D, false,
-            g.dk + row0 * g.ld_dk, g.ld_dk, D, H);
+    RowGemm(false, false, T, D, T, in.scale, dSb, T, TT, ops.k.At(row0 * ops.k.ld, t), ops.k.ld,
+            D, false, g.dq + row0 * g.ld_dq, g.ld_dq, D, H);
+    RowGemm(true, false, T, D, T, in.scale, dSb, T, TT, ops.q.At(row0 * ops.q.ld, t), ops.q.ld,
+            D, false, g.dk + row0 * g.ld_dk, g.ld_dk, D, H);
     if (in.q_rope != nullptr) {
       // Per-head parts of dK_r = scale·dS_hᵀ·Q_r,h, summed over heads below.
-      RowGemm(true, false, T, P, T, in.scale, dSb, T, TT, in.q_rope + row0 * in.ld_q_rope,
-              in.ld_q_rope, P, false, dkr_parts + static_cast<int64_t>(b) * H * T * P, P,
+      RowGemm(true, false, T, P, T, in.scale, dSb, T, TT, ops.q_rope.At(row0 * ops.q_rope.ld, t),
+              ops.q_rope.ld, P, false, dkr_parts + static_cast<int64_t>(b) * H * T * P, P,
               static_cast<int64_t>(T) * P, H);
     }
   }
@@ -378,9 +501,9 @@ void CudaKernels::AttentionBackward(const AttentionViews& in, const float* probs
     // dQ_r,h = scale·dS_h·K_r: K_r is shared by the heads, so batch over the
     // sequences per head.
     for (int h = 0; h < H; ++h) {
-      RowGemm(false, false, T, P, T, in.scale, dS + h * TT, T, H * TT, in.k_rope, in.ld_k_rope,
-              T * in.ld_k_rope, false, g.dq_rope + static_cast<int64_t>(h) * P, g.ld_dq_rope,
-              T * g.ld_dq_rope, B);
+      RowGemm(false, false, T, P, T, in.scale, ds.At(h * TT, t), T, H * TT, ops.k_rope.data,
+              ops.k_rope.ld, T * ops.k_rope.ld, false, g.dq_rope + static_cast<int64_t>(h) * P,
+              g.ld_dq_rope, T * g.ld_dq_rope, B);
     }
     Launched(launch::SumHeads(dkr_parts, g.dk_rope, g.ld_dk_rope, B, T, H, P, stream_),
              "SumHeadsKernel");

@@ -79,7 +79,7 @@ LtMatmul::Plan& LtMatmul::GetPlan(const MatmulKey& key, const MatmulArgs& args) 
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
   Plan plan;
-  const cudaDataType_t type = ToCuda(key.type);
+  const cudaDataType_t type = ToCuda(key.type);  // of A and B
   MLA_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t ta = key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t tb = key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -97,7 +97,8 @@ LtMatmul::Plan& LtMatmul::GetPlan(const MatmulKey& key, const MatmulArgs& args) 
                        : MakeLayout(type, key.m, key.k, key.lda, key.batch, key.stride_a);
   plan.b = key.trans_b ? MakeLayout(type, key.n, key.k, key.ldb, key.batch, key.stride_b)
                        : MakeLayout(type, key.k, key.n, key.ldb, key.batch, key.stride_b);
-  plan.c = MakeLayout(type, key.m, key.n, key.ldc, key.batch, key.stride_c);
+  // C and D stay fp32 whatever A and B are: accumulation and outputs in fp32.
+  plan.c = MakeLayout(CUDA_R_32F, key.m, key.n, key.ldc, key.batch, key.stride_c);
 
   cublasLtMatmulPreference_t pref = nullptr;
   MLA_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));

@@ -12,8 +12,11 @@
 // false and the caller runs the unfused sequence (plain GEMM + kernels). A
 // plain GEMM without an algorithm is an error (CHECK naming the call and key).
 //
-// fp32 GEMMs use CUBLAS_COMPUTE_32F (no TF32), so they match the CPU path to
-// fp32 rounding. Owns the cuBLASLt handle; not thread safe.
+// Every GEMM computes in CUBLAS_COMPUTE_32F with fp32 alpha/beta and fp32 C/D
+// (and so fp32 bias and aux, which follow D's type). The key's type is that
+// of A and B: kF32 (no TF32, so results match the CPU path to fp32 rounding)
+// or kBF16 (bfloat16 operands, products accumulated in fp32: the mixed
+// precision GEMM). Owns the cuBLASLt handle; not thread safe.
 #include <cublasLt.h>
 
 #include <cstdint>
@@ -28,9 +31,9 @@ namespace mla::cuda {
 
 // Pointers of one call; bias/aux as the epilogue needs them.
 struct MatmulArgs {
-  const void* a = nullptr;
+  const void* a = nullptr;  // float or bfloat16 bits, as the key's type says
   const void* b = nullptr;
-  void* c = nullptr;  // D = C (in place)
+  void* c = nullptr;  // float; D = C (in place)
   void* bias = nullptr;  // BIAS*: read; *BGRAD*: written
   void* aux = nullptr;   // GELU_AUX_BIAS: written; DGELU_BGRAD: read
   int64_t ld_aux = 0;

@@ -4,6 +4,8 @@
 
 namespace mla::cuda {
 
+int MatmulTypeBytes(MatmulType type) { return type == MatmulType::kF32 ? 4 : 2; }
+
 int PointerAlignment(const void* p) {
   if (p == nullptr) return 0;
   const auto address = reinterpret_cast<uintptr_t>(p);
@@ -86,7 +88,7 @@ std::string MatmulKeyToString(const MatmulKey& key) {
                       key.ldc, " batch=", key.batch, " strides=", key.stride_a, "/",
                       key.stride_b, "/", key.stride_c, " epilogue=",
                       MatmulEpilogueName(key.epilogue), " beta=", key.accumulate ? 1 : 0,
-                      " type=", key.type == MatmulType::kF32 ? "f32" : "bf16", " align=",
+                      " type=", key.type == MatmulType::kF32 ? "f32" : "bf16->f32", " align=",
                       key.align_a, "/", key.align_b, "/", key.align_c, "/", key.align_bias, "/", key.align_aux);
 }
 

@@ -26,7 +26,13 @@ enum class MatmulEpilogue : uint8_t {
   kBGradB,       // D = AB, bias gradient = Σ of B over the GEMM's k dimension
 };
 
+// Element type of the A and B operands. C and D are fp32 for both (fp32
+// accumulation and outputs; bias and aux follow D): kBF16 is the mixed
+// precision GEMM, bfloat16 × bfloat16 → fp32.
 enum class MatmulType : uint8_t { kF32, kBF16 };
+
+// Bytes per A/B element (4 or 2).
+int MatmulTypeBytes(MatmulType type);
 
 struct MatmulKey {
   int64_t m = 0, n = 0, k = 0;        // column-major D[m,n] = op(A)[m,k]·op(B)[k,n]
@@ -36,7 +42,7 @@ struct MatmulKey {
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;
   MatmulEpilogue epilogue = MatmulEpilogue::kDefault;
   bool accumulate = false;            // beta = 1 (else 0)
-  MatmulType type = MatmulType::kF32;
+  MatmulType type = MatmulType::kF32;  // of A and B
   // Largest power of two (≤ 256) dividing each pointer's address; 0 for an
   // absent pointer. The heuristic only returns algorithms valid for these.
   int align_a = 0, align_b = 0, align_c = 0, align_bias = 0, align_aux = 0;
@@ -55,6 +61,9 @@ struct MatmulKey {
 // Largest power of two ≤ 256 that divides the address (0 for null).
 int PointerAlignment(const void* p);
 
+// The Linear keys below describe fp32 operands (type kF32); the bf16 path sets
+// `type` to kBF16 and passes its bfloat16 operand pointers for the alignments.
+//
 // y[M,N] (+)= x[M,K]·w[N,K]ᵀ (+ bias): column-major yᵀ[N,M] = op(wᵀ)ᵀ·xᵀ,
 // A = w (transposed), B = x.
 MatmulKey LinearForwardKey(int64_t M, int64_t N, int64_t K, MatmulEpilogue epilogue,

@@ -1,11 +1,15 @@
-"""Reads an mlatrain checkpoint with h5py and numpy only (no mlatrain code)
-and checks the values roundtrip_test.cc wrote: the formulas of test_state.h
-recomputed here, the config attributes, state arrays and tokenizer bytes.
+"""Reads an mlatrain checkpoint with h5py, numpy and xxhash only (no mlatrain
+code) and checks what roundtrip_test.cc wrote: the integrity header as
+docs/checkpoint-format.md specifies it (its digest recomputed here), the values
+of the formulas of test_state.h recomputed here, the config attributes, state
+arrays and tokenizer bytes.
 Usage: check_with_h5py.py CHECKPOINT.h5 ; exit status 0 when all match."""
 import sys
 
 import h5py
 import numpy as np
+
+from check_integrity import HEADER_BYTES, integrity_problems
 
 
 def text(value):
@@ -13,15 +17,16 @@ def text(value):
 
 
 def main(path):
-    problems = []
+    problems = integrity_problems(path)
 
     def expect(what, got, want):
         if not np.array_equal(np.asarray(got), np.asarray(want)):
             problems.append(f"{what}: got {got!r}, want {want!r}")
 
     with h5py.File(path, "r") as f:
+        expect("userblock", f.userblock_size, HEADER_BYTES)
         expect("format", text(f.attrs["format"]), "mlatrain-checkpoint")
-        expect("format_version", int(f.attrs["format_version"]), 1)
+        expect("format_version", int(f.attrs["format_version"]), 2)
         expect("step", int(f.attrs["step"]), 120)
         expect("tokens_seen", int(f.attrs["tokens_seen"]), 120 * 4096)
         cfg = f["config"].attrs
@@ -53,8 +58,9 @@ def main(path):
         expect("state empty", f["state/empty"].shape, (0,))
         want_tok = bytes(((i * 7 + 3) % 256) for i in range(3000))
         expect("tokenizer", f["tokenizer/model"][()].tobytes(), want_tok)
-        if f["model/blocks.0.mlp.w_fc"].fletcher32 is not True:
-            problems.append("datasets are not fletcher32-summed")
+        w_fc = f["model/blocks.0.mlp.w_fc"]
+        if w_fc.chunks is not None or w_fc.fletcher32 or w_fc.compression:
+            problems.append("tensor datasets are not contiguous and unfiltered")
     for p in problems:
         print("h5py check:", p, file=sys.stderr)
     return 1 if problems else 0

@@ -1,9 +1,13 @@
 // Two ranks: a checkpoint written collectively with unequal ZeRO-1 ranges (cut
 // mid-row, across tensors) reads back exactly at world size 1, and one written
 // at world size 1 reads back exactly as unequal shards; an error on one rank
-// fails the save on every rank instead of hanging.
+// fails the save on every rank instead of hanging; the integrity header that
+// two ranks compute together over a file of several digest blocks is the one
+// the format defines (recomputed by an independent Python checker).
+#include <cstdlib>
 #include <filesystem>
 
+#include "checkpoint/integrity.h"
 #include "checkpoint/reader.h"
 #include "checkpoint/writer.h"
 #include "gtest/gtest.h"
@@ -62,7 +66,6 @@ TEST_F(TwoRankTest, UnequalZeroShardsFromTwoRanksReadBackAtWorldSizeOne) {
   SetSlices(s, b, EvenShard(total, Rank(), 2), UnequalShard(total, Rank()));
   SaveOptions o;
   o.dir = dir_;
-  o.chunk_bytes = 4096;
   absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
   ASSERT_TRUE(path.ok()) << path.status();
   // Every rank reads the whole file alone, as a one-rank job would.
@@ -82,7 +85,6 @@ TEST_F(TwoRankTest, WrittenAtWorldSizeOneReadsBackAsUnequalShards) {
     SetSlices(s, b, {0, total}, {0, total});
     SaveOptions o;
     o.dir = dir_;
-    o.chunk_bytes = 4096;
     absl::StatusOr<std::string> saved = SaveCheckpoint(MPI_COMM_SELF, s, o);
     EXPECT_TRUE(saved.ok()) << saved.status();
   }
@@ -96,6 +98,30 @@ TEST_F(TwoRankTest, WrittenAtWorldSizeOneReadsBackAsUnequalShards) {
   ASSERT_TRUE(r->ReadRange(FlatBuffer::kAdamV, mine.lo, absl::MakeSpan(v)).ok());
   EXPECT_EQ(m, std::vector<float>(b.m.begin() + mine.lo, b.m.begin() + mine.hi));
   EXPECT_EQ(v, std::vector<float>(b.v.begin() + mine.lo, b.v.begin() + mine.hi));
+}
+
+TEST_F(TwoRankTest, TwoRanksSealAMultiBlockFileWithTheDigestTheFormatDefines) {
+  // 3.7 MB of tensors: four digest blocks, split between the ranks.
+  std::vector<TensorSpec> layout = {{"a", {300, 1000}, 0}, {"b", {83}, 300000}, {"c", {97, 89}, 300083}};
+  const int64_t total = Total(layout);
+  const Buffers b(total);
+  CheckpointState s = MakeState(layout, 11);
+  SetSlices(s, b, EvenShard(total, Rank(), 2), UnequalShard(total, Rank()));
+  SaveOptions o;
+  o.dir = dir_;
+  absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
+  ASSERT_TRUE(path.ok()) << path.status();
+  absl::StatusOr<IntegrityHeader> h = CheckFileIntegrity(*path);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(DigestBlockCount(h->file_bytes), 4);
+  if (Rank() == 0) {
+    const char* python = std::getenv("MLA_PYTHON");
+    const char* source = std::getenv("MLA_SOURCE_DIR");
+    ASSERT_NE(python, nullptr) << "run through ctest";
+    ASSERT_NE(source, nullptr) << "run through ctest";
+    const std::string cmd = std::string(python) + " " + source + "/tests/checkpoint/check_integrity.py " + *path;
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
 }
 
 TEST_F(TwoRankTest, ABadSliceOnOneRankFailsTheSaveOnEveryRank) {

@@ -37,7 +37,6 @@ class RoundTripTest : public ::testing::Test {
     o.dir = dir_;
     o.keep_last = keep_last;
     o.keep_every = keep_every;
-    o.chunk_bytes = 4096;  // several chunks per tensor
     absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_SELF, s, o);
     EXPECT_TRUE(path.ok()) << path.status();
     return path.ok() ? *path : "";

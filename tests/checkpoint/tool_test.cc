@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_split.h"
+#include "checkpoint/integrity.h"
 #include "checkpoint/writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -70,7 +72,6 @@ class ToolTest : public ::testing::Test {
     testing::SetSlices(s, b, {0, total}, {0, total});
     SaveOptions o;
     o.dir = dir;
-    o.chunk_bytes = 4096;
     absl::StatusOr<std::string> saved = SaveCheckpoint(MPI_COMM_SELF, s, o);
     EXPECT_TRUE(saved.ok()) << saved.status();
     return saved.ok() ? *saved : "";
@@ -98,6 +99,7 @@ class ToolTest : public ::testing::Test {
     H5Aclose(a);
     H5Oclose(o);
     H5Fclose(f);
+    ASSERT_TRUE(SealCheckpointFile(path_).ok());  // a deliberate rewrite, sealed again
   }
 
   void ExpectVerifyFails(absl::string_view problem) {
@@ -129,40 +131,46 @@ TEST_F(ToolTest, VerifyFailsWhenTheStoredConfigGivesOtherShapes) {
 }
 
 TEST_F(ToolTest, VerifyFailsOnATruncatedFile) {
-  std::filesystem::resize_file(path_, std::filesystem::file_size(path_) * 2 / 3);
-  ExpectVerifyFails("cannot open as HDF5");
+  const auto size = std::filesystem::file_size(path_);
+  std::filesystem::resize_file(path_, size * 2 / 3);
+  ExpectVerifyFails(absl::StrCat("truncated: the header says ", size, " bytes, the file has ", size * 2 / 3));
 }
 
 TEST_F(ToolTest, VerifyFailsOnUnknownFormatVersion) {
-  SetIntAttr("/", "format_version", 2);
-  ExpectVerifyFails("unknown format version 2");
+  SetIntAttr("/", "format_version", 3);
+  ExpectVerifyFails("unknown format version 3");
 }
 
 TEST_F(ToolTest, VerifyFailsOnAMissingDataset) {
   hid_t f = H5Fopen(path_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
   ASSERT_GE(H5Ldelete(f, "/model/blocks.1.attn.w_kr", H5P_DEFAULT), 0);
   H5Fclose(f);
+  ASSERT_TRUE(SealCheckpointFile(path_).ok());
   ExpectVerifyFails("/model is missing a tensor: elements [17920, 18048) between blocks.1.attn.w_uv and blocks.1.attn.w_o");
 }
 
-TEST_F(ToolTest, VerifyFailsOnAFlippedByteInAChunk) {
-  haddr_t addr = 0;
-  hsize_t size = 0;
-  hid_t f = H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  hid_t d = H5Dopen2(f, "/model/wte.weight", H5P_DEFAULT);
-  hid_t space = H5Dget_space(d);
-  hsize_t offset[2];
-  unsigned mask = 0;
-  ASSERT_GE(H5Dget_chunk_info(d, space, 0, offset, &mask, &addr, &size), 0);
-  H5Sclose(space);
-  H5Dclose(d);
-  H5Fclose(f);
+TEST_F(ToolTest, VerifyFailsOnAFlippedByteInTensorData) {
+  // wte.weight's first values, as written, located in the file by content.
+  std::string values(16 * sizeof(float), '\0');
+  const testing::Buffers b(testing::Total(layout_));
+  std::memcpy(values.data(), b.params.data(), values.size());
+  std::stringstream ss;
+  ss << std::ifstream(path_, std::ios::binary).rdbuf();
+  const size_t at = ss.str().find(values);
+  ASSERT_NE(at, std::string::npos);
   const int fd = open(path_.c_str(), O_RDWR);
   ASSERT_GE(fd, 0);
   const unsigned char junk = 0xA5;
-  ASSERT_EQ(pwrite(fd, &junk, 1, static_cast<off_t>(addr + 10)), 1);
+  ASSERT_EQ(pwrite(fd, &junk, 1, static_cast<off_t>(at + 10)), 1);
   close(fd);
-  ExpectVerifyFails("Fletcher32");
+  ExpectVerifyFails("damaged: digest mismatch");
+}
+
+TEST_F(ToolTest, VerifyFailsOnAFileWithoutIntegrityHeader) {
+  std::stringstream ss;
+  ss << std::ifstream(path_, std::ios::binary).rdbuf();
+  std::ofstream(path_, std::ios::binary | std::ios::trunc) << ss.str().substr(kHeaderBytes);
+  ExpectVerifyFails("has no integrity header");
 }
 
 TEST_F(ToolTest, StatsReportsTheMinAndMaxOfTheWrittenValues) {
@@ -220,6 +228,8 @@ TEST_F(ToolTest, LsAndShowDescribeTheCheckpoint) {
   EXPECT_EQ(show.code, 0) << show.text;
   EXPECT_THAT(show.text, HasSubstr("attention=mla_rope"));
   EXPECT_THAT(show.text, HasSubstr("step             50"));
+  EXPECT_THAT(show.text, HasSubstr(absl::StrCat("integrity        ", std::filesystem::file_size(path_),
+                                                " bytes, xxh3-64/1MiB digest ")));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // KV-cache sizes against the closed forms of the cache contents per token and
 // layer: 2·C for MHA kinds, R for mla, R + P for mla_rope.
 #include "gtest/gtest.h"
+#include "layers/cpu/cpu_kernels.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_config.h"
 
@@ -30,7 +31,8 @@ TEST(KvCacheTest, ValuesPerTokenMatchTheClosedFormForEveryKind) {
                {AttentionKind::kMlaRope, 20 + 6}};
   for (const auto& c : cases) {
     const ModelConfig cfg = Config(c.kind);
-    KvCache cache(cfg, 5, 16);
+    CpuKernels kernels;
+    KvCache cache(cfg, 5, 16, &kernels);
     EXPECT_EQ(cache.layout().values_per_token_per_layer(), c.per_layer);
     EXPECT_EQ(cache.values_per_token(), 3 * c.per_layer);
     EXPECT_EQ(ComputeModelCost(cfg).kv_cache_values_per_token, 3 * c.per_layer);
@@ -39,14 +41,16 @@ TEST(KvCacheTest, ValuesPerTokenMatchTheClosedFormForEveryKind) {
 }
 
 TEST(KvCacheTest, SlotRowsAreContiguousAndDisjoint) {
-  KvCache cache(Config(AttentionKind::kMlaRope), 2, 16);
+  CpuKernels kernels;
+  KvCache cache(Config(AttentionKind::kMlaRope), 2, 16, &kernels);
   EXPECT_EQ(cache.Row(1, 0, KvPart::kLatent, 1) - cache.Row(1, 0, KvPart::kLatent, 0), 20);
   EXPECT_EQ(cache.Row(1, 1, KvPart::kLatent, 0) - cache.Row(1, 0, KvPart::kLatent, 0), 16 * 20);
   EXPECT_EQ(cache.Row(0, 1, KvPart::kRopeKey, 3) - cache.Row(0, 1, KvPart::kRopeKey, 2), 6);
 }
 
 TEST(KvCacheTest, LengthBeyondTheSlotIsAnInvariantFailure) {
-  KvCache cache(Config(AttentionKind::kMha), 1, 16);
+  CpuKernels kernels;
+  KvCache cache(Config(AttentionKind::kMha), 1, 16, &kernels);
   cache.set_length(0, 16);
   EXPECT_EQ(cache.length(0), 16);
   EXPECT_DEATH(cache.set_length(0, 17), "length");

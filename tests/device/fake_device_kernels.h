@@ -187,7 +187,45 @@ class FakeDeviceKernels final : public Kernels {
     Compute([&] { inner_->Copy(x, y, n); });
   }
 
+  void DecodeEmbedding(const int32_t* t, const float* wte, const float* wpe, float* x, int C,
+                       const DecodeBatch& b) override {
+    Dev({t, wte, x}, {wpe});
+    Table(b);
+    Compute([&] { inner_->DecodeEmbedding(t, wte, wpe, x, C, b); });
+  }
+  void DecodeRope(float* x, int64_t ld, int heads, int dims, float theta,
+                  const DecodeBatch& b) override {
+    Dev({x}, {});
+    Table(b);
+    Compute([&] { inner_->DecodeRope(x, ld, heads, dims, theta, b); });
+  }
+  void DecodeCacheAppend(const float* src, int64_t ld, int width, float* cache, int len,
+                         const DecodeBatch& b) override {
+    Dev({src, cache}, {});
+    Table(b);
+    Compute([&] { inner_->DecodeCacheAppend(src, ld, width, cache, len, b); });
+  }
+  void DecodeAttention(const DecodeAttentionViews& in, const DecodeBatch& b, float* y,
+                       int64_t ld_y) override {
+    Dev({in.q, in.k, in.v, y}, {in.q_rope, in.k_rope});
+    Table(b);
+    Compute([&] { inner_->DecodeAttention(in, b, y, ld_y); });
+  }
+  void DecodeLatentAttention(const DecodeAttentionViews& in, const DecodeBatch& b, bool absorbed,
+                             float* y, int64_t ld_y) override {
+    Dev({in.q, in.latent, in.w_uk, in.w_uv, y}, {in.q_rope, in.k_rope});
+    Table(b);
+    Compute([&] { inner_->DecodeLatentAttention(in, b, absorbed, y, ld_y); });
+  }
+
  private:
+  // The decode table: the device copy in this memory, the host copy not.
+  void Table(const DecodeBatch& b) const {
+    Dev({}, {b.device.slot, b.device.row0, b.device.pos0, b.device.pos});
+    for (const void* p : {static_cast<const void*>(b.host.slot), static_cast<const void*>(b.host.row0),
+                          static_cast<const void*>(b.host.pos0), static_cast<const void*>(b.host.pos)})
+      CHECK(!IsDevice(p)) << "decode table: device memory where host memory belongs";
+  }
   // Start address of the registration holding p, or 0.
   uintptr_t Find(const void* p) const {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);

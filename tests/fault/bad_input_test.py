@@ -195,17 +195,20 @@ class MlaTrainFiles(BadInput):
     def test_resume_from_corrupt_checkpoint_names_file_and_damage(self):
         p = os.path.join(TMP, "corrupt.h5")
         shutil.copy(good_checkpoint(), p)
-        # Flip one byte inside the first chunk of a parameter tensor (found
-        # with h5py, independently of mlatrain): its fletcher32 sum must fail.
+        # Flip one byte in the middle of a parameter tensor (found with h5py,
+        # independently of mlatrain, and checked to hold the tensor's bytes):
+        # the whole-file digest must catch it before HDF5 reads anything.
         with h5py.File(p, "r") as f:
-            chunk = f["model"]["wte.weight"].id.get_chunk_info(0)
-        at = chunk.byte_offset + chunk.size // 2
+            dset = f["model"]["wte.weight"]
+            at = dset.id.get_offset() + dset.id.get_storage_size() // 2
+            want = dset[()].tobytes()[dset.id.get_storage_size() // 2]
         with open(p, "r+b") as f:
             f.seek(at)
             b = f.read(1)
+            self.assertEqual(b[0], want, "h5py's offset does not point at the tensor's bytes")
             f.seek(at)
             f.write(bytes([b[0] ^ 0xFF]))
-        self.refused_train("corrupt.h5", "Fletcher32", resume=p)
+        self.refused_train("corrupt.h5", "damaged: digest mismatch", resume=p)
 
     def test_resume_from_truncated_checkpoint_names_file(self):
         p = os.path.join(TMP, "cut.h5")
@@ -213,7 +216,8 @@ class MlaTrainFiles(BadInput):
             raw = f.read()
         with open(p, "wb") as f:
             f.write(raw[: len(raw) // 2])
-        self.refused_train("cut.h5", resume=p)
+        self.refused_train("cut.h5", f"truncated: the header says {len(raw)} bytes, the file has {len(raw) // 2}",
+                           resume=p)
 
     def test_resume_with_another_model_config_says_so(self):
         self.refused_train("different model config", resume=good_checkpoint(), d_model=64)

@@ -289,7 +289,13 @@ class RankKillTest(unittest.TestCase):
               flush=True)
         self.assertNotEqual(proc.returncode, 0)
         self.assertLess(elapsed, 30)
-        self.assertFalse(alive(ranks[0]), "rank 0 outlived the job")
+        # mpirun may return while the kernel is still tearing down the rank it
+        # SIGKILLed (seconds on a loaded machine): rank 0 must be gone within
+        # the same 30 s from the fault.
+        try:
+            wait_for(lambda: not alive(ranks[0]), max(0.0, t0 + 30 - time.time()), "rank 0 to end")
+        except AssertionError:
+            self.fail("rank 0 outlived the job by more than the 30 s bound")
         path = latest_path(out)
         verify(self, path)
         saved = ckpt_step(path)

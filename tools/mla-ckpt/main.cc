@@ -89,6 +89,9 @@ absl::StatusOr<int> Show(const std::string& spec) {
               static_cast<long long>(h.step), static_cast<long long>(h.tokens_seen),
               static_cast<long long>(h.world_size), static_cast<long long>(h.zero_stage),
               h.created_utc.c_str(), h.mlatrain_version.c_str(), h.git_revision.c_str());
+  std::printf("integrity        %lld bytes, xxh3-64/1MiB digest %016llx (checked)\n",
+              static_cast<long long>(r.integrity().file_bytes),
+              static_cast<unsigned long long>(r.integrity().digest));
   const ckpt::AdamWScalars& a = r.adamw();
   std::printf("adamw            t=%lld beta1=%g beta2=%g eps=%g weight_decay=%g\n",
               static_cast<long long>(a.step), a.beta1, a.beta2, a.eps, a.weight_decay);
@@ -262,10 +265,11 @@ absl::StatusOr<int> Verify(const std::string& spec) {
   std::vector<TensorSpec> expected;
   for (const ParamSpec& p : BuildParameterLayout(config).params) expected.push_back({p.name, p.shape, p.offset});
   ckpt::VerifyReport report;
-  MLA_RETURN_IF_ERROR(ckpt::VerifyCheckpoint(path, expected, &report));
-  std::printf("%s: OK (schema v%lld, %zu tensors match the config, %lld tensor datasets and %lld bytes read, "
-              "checksums good, no non-finite values)\n",
-              path.c_str(), static_cast<long long>(ckpt::kFormatVersion), expected.size(),
+  MLA_RETURN_IF_ERROR(ckpt::VerifyCheckpoint(r, expected, &report));
+  std::printf("%s: OK (format v%lld, digest of all %lld bytes good, %zu tensors match the config, "
+              "%lld tensor datasets and %lld bytes read, no non-finite values)\n",
+              path.c_str(), static_cast<long long>(ckpt::kFormatVersion),
+              static_cast<long long>(r.integrity().file_bytes), expected.size(),
               static_cast<long long>(report.tensors_read), static_cast<long long>(report.bytes_read));
   return 0;
 }
@@ -353,15 +357,16 @@ int main(int argc, char** argv) {
   mla::SetCommandLineUsage(
       "inspect, compare, verify and export mlatrain checkpoints.\n"
       "  mla-ckpt ls CKPT        tensors, shapes, dtypes, bytes\n"
-      "  mla-ckpt show CKPT      step, provenance, AdamW scalars, config, state\n"
+      "  mla-ckpt show CKPT      step, provenance, file size and digest, AdamW scalars, config, state\n"
       "  mla-ckpt stats CKPT     per-tensor mean/std/min/max/non-finite (--buffer=model|m|v)\n"
       "  mla-ckpt diff A B       per-tensor max abs/rel difference and config differences;\n"
       "                          exit 0 identical, 1 different\n"
-      "  mla-ckpt verify CKPT    schema, shapes against the stored config, checksums,\n"
+      "  mla-ckpt verify CKPT    whole-file digest, schema, shapes against the stored config,\n"
       "                          non-finite values; exit 0 only when all good\n"
       "  mla-ckpt export --format=safetensors --out=FILE CKPT   weights + config metadata\n"
       "CKPT is a checkpoint file, or a run directory (its 'latest' pointer, else the newest\n"
-      "ckpt-<step>.h5). Errors print one message on stderr and exit 2.");
+      "ckpt-<step>.h5). Every command first checks the file's size and digest (integrity header,\n"
+      "docs/checkpoint-format.md) before parsing it. Errors print one message on stderr and exit 2.");
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   google::InitGoogleLogging(argv[0]);
   if (positional.size() < 2) {
