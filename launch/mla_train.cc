@@ -65,7 +65,7 @@ ABSL_FLAG(int, ckpt_keep_last, 3, "Keep the newest K checkpoints.");
 ABSL_FLAG(int, ckpt_keep_every, 0, "Also keep every checkpoint whose step is a multiple of M (0: none).");
 ABSL_FLAG(std::string, resume, "", "Resume: 'auto' (newest complete checkpoint in out_dir, or start fresh), or a checkpoint file/directory.");
 // Devices.
-ABSL_FLAG(std::string, device, "cpu", "Device: cpu (cuda is not supported yet in this build).");
+ABSL_FLAG(std::string, device, "cpu", "Device: cpu (CPU kernels, MPI) or cuda (one GPU per rank: CUDA kernels, NCCL, AdamW on the GPU; prints the GPU memory plan and stops early if it does not fit).");
 ABSL_FLAG(int, threads, 0, "OpenMP threads per rank (0: OMP_NUM_THREADS or all cores).");
 
 namespace {
@@ -94,9 +94,7 @@ absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
     probe.vocab_size = 2;  // the real value comes from the shard
     if (absl::Status s = mla::ValidateModelConfig(probe); !s.ok()) return s;
   }
-  if (absl::GetFlag(FLAGS_device) == "cuda")
-    return absl::UnimplementedError("--device=cuda: the CUDA backend is not supported yet");
-  if (absl::GetFlag(FLAGS_device) != "cpu")
+  if (absl::GetFlag(FLAGS_device) != "cpu" && absl::GetFlag(FLAGS_device) != "cuda")
     return absl::InvalidArgumentError(
         absl::StrCat("device=", absl::GetFlag(FLAGS_device), ": expected cpu or cuda"));
   o.train_data = absl::GetFlag(FLAGS_train_data);
@@ -128,6 +126,7 @@ absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
   o.ckpt_keep_every = absl::GetFlag(FLAGS_ckpt_keep_every);
   o.resume = absl::GetFlag(FLAGS_resume);
   o.threads = absl::GetFlag(FLAGS_threads);
+  o.device = absl::GetFlag(FLAGS_device);
   for (const char* name :
        {"attention", "n_layer", "d_model", "n_head", "context_length", "kv_rank", "rope_dim",
         "q_rank", "latent_norm", "mlp_ratio", "tied_embeddings", "rope_theta", "train_data",

@@ -6,8 +6,9 @@
 
 namespace mla {
 namespace {
-void Grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+void Grow(Kernels* kernels, DeviceArray<float>& v, int64_t n) {
+  if (v.kernels() == nullptr) v = DeviceArray<float>(kernels);
+  if (v.size() < n) v.Resize(n);
 }
 }  // namespace
 
@@ -24,39 +25,39 @@ void AttentionLayer::Reserve(int B, int T, AttentionScratch* s) {
   const int64_t M = static_cast<int64_t>(B) * T;
   const int64_t C = shape_.C, H = shape_.H, R = shape_.R, Q = shape_.Q, P = shape_.P;
   const bool decoupled = shape_.rope == RopeMode::kDecoupled;
-  Grow(y_, M * C);
-  Grow(probs_, static_cast<int64_t>(B) * H * T * T);
-  Grow(s->d_y, M * C);
+  Grow(kernels_, y_, M * C);
+  Grow(kernels_, probs_, static_cast<int64_t>(B) * H * T * T);
+  Grow(kernels_, s->d_y, M * C);
   if (!shape_.mla) {
-    Grow(qkv_, M * 3 * C);
-    Grow(s->d_kv, M * 3 * C);  // holds d[q|k|v]
+    Grow(kernels_, qkv_, M * 3 * C);
+    Grow(kernels_, s->d_kv, M * 3 * C);  // holds d[q|k|v]
     return;
   }
-  Grow(q_, M * C);
-  Grow(kv_, M * 2 * C);
-  Grow(c_kv_, M * R);
-  Grow(s->d_q, M * C);
-  Grow(s->d_kv, M * 2 * C);
-  Grow(s->d_ckv, M * R);
+  Grow(kernels_, q_, M * C);
+  Grow(kernels_, kv_, M * 2 * C);
+  Grow(kernels_, c_kv_, M * R);
+  Grow(kernels_, s->d_q, M * C);
+  Grow(kernels_, s->d_kv, M * 2 * C);
+  Grow(kernels_, s->d_ckv, M * R);
   if (shape_.latent_norm) {
-    Grow(c_kv_n_, M * R);
-    Grow(kv_rstd_, M);
-    Grow(s->d_ckv_raw, M * R);
+    Grow(kernels_, c_kv_n_, M * R);
+    Grow(kernels_, kv_rstd_, M);
+    Grow(kernels_, s->d_ckv_raw, M * R);
   }
   if (Q > 0) {
-    Grow(c_q_, M * Q);
-    Grow(s->d_cq, M * Q);
+    Grow(kernels_, c_q_, M * Q);
+    Grow(kernels_, s->d_cq, M * Q);
     if (shape_.latent_norm) {
-      Grow(c_q_n_, M * Q);
-      Grow(q_rstd_, M);
-      Grow(s->d_cq_raw, M * Q);
+      Grow(kernels_, c_q_n_, M * Q);
+      Grow(kernels_, q_rstd_, M);
+      Grow(kernels_, s->d_cq_raw, M * Q);
     }
   }
   if (decoupled) {
-    Grow(qr_, M * H * P);
-    Grow(kr_, M * P);
-    Grow(s->d_qr, M * H * P);
-    Grow(s->d_kr, M * P);
+    Grow(kernels_, qr_, M * H * P);
+    Grow(kernels_, kr_, M * P);
+    Grow(kernels_, s->d_qr, M * H * P);
+    Grow(kernels_, s->d_kr, M * P);
   }
 }
 

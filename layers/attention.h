@@ -11,11 +11,10 @@
 //
 // Shapes: input x [B·T, C]; per-head dims D = C/H; R latent rank; Q query rank;
 // P rotary dims. The layer keeps the activations of its last Forward for
-// Backward (buffers sized once by Reserve). Weights are offsets into the one
+// Backward (buffers sized once by Reserve, in the kernels' memory). Weights are offsets into the one
 // parameter buffer; gradients use the same offsets into the gradient buffer.
 #include <cstdint>
-#include <vector>
-
+#include "layers/device_array.h"
 #include "layers/kernels.h"
 
 namespace mla {
@@ -40,9 +39,9 @@ struct AttentionWeights {
 };
 
 // Gradient scratch shared by all attention layers of a model (backward runs
-// one layer at a time).
+// one layer at a time); in the kernels' memory.
 struct AttentionScratch {
-  std::vector<float> d_y, d_q, d_kv, d_qr, d_kr, d_ckv, d_ckv_raw, d_cq, d_cq_raw;
+  DeviceArray<float> d_y, d_q, d_kv, d_qr, d_kr, d_ckv, d_ckv_raw, d_cq, d_cq_raw;
 };
 
 class AttentionLayer {
@@ -69,10 +68,10 @@ class AttentionLayer {
   AttentionShape shape_;
   AttentionWeights weights_;
   // Activations of the last Forward.
-  std::vector<float> qkv_;                // mha kinds: [M, 3C]
-  std::vector<float> q_, kv_, qr_, kr_;   // mla kinds: [M,C], [M,2C], [M,H·P], [M,P]
-  std::vector<float> c_q_, c_q_n_, q_rstd_, c_kv_, c_kv_n_, kv_rstd_;
-  std::vector<float> y_, probs_;          // [M, C], [B, H, T, T]
+  DeviceArray<float> qkv_;                // mha kinds: [M, 3C]
+  DeviceArray<float> q_, kv_, qr_, kr_;   // mla kinds: [M,C], [M,2C], [M,H·P], [M,P]
+  DeviceArray<float> c_q_, c_q_n_, q_rstd_, c_kv_, c_kv_n_, kv_rstd_;
+  DeviceArray<float> y_, probs_;          // [M, C], [B, H, T, T]
 };
 
 }  // namespace mla

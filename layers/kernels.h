@@ -88,10 +88,34 @@ class Kernels {
                              int64_t M, int64_t N, int64_t K, Epilogue epilogue,
                              bool accumulate) = 0;
   // dx[M,K] (= or += when accumulate_dx) dy·w;  dw[N,K] += dyᵀ·x;  db[N] += Σ_rows dy.
-  // dx, db may be null (not needed).
+  // dx, dw, db may each be null (not needed); x is unused when dw is null.
   virtual void LinearBackward(const float* x, const float* w, const float* dy, float* dx,
                               float* dw, float* db, int64_t M, int64_t N, int64_t K,
                               bool accumulate_dx) = 0;
+
+  // The MLP's GELU around its up-projection, for implementations that fuse it
+  // into the GEMM epilogue (fuses_gelu_epilogues() true; CUDA: GELU_AUX_BIAS
+  // and DGELU_BGRAD). The defaults compose the calls above, so results match
+  // the unfused sequence exactly.
+  //   pre[M,N] = x·wᵀ + bias;  h = GELU(pre).
+  virtual void LinearGeluForward(const float* x, const float* w, const float* bias, float* pre,
+                                 float* h, int64_t M, int64_t N, int64_t K) {
+    LinearForward(x, w, bias, pre, M, N, K, Epilogue::kBias, false);
+    GeluForward(pre, h, M * N);
+  }
+  //   dpre[M,K] = (dy[M,N]·w[N,K]) ∘ GELU'(pre);  db[K] += Σ_rows dpre.
+  virtual void LinearBackwardDGelu(const float* dy, const float* w, const float* pre, float* dpre,
+                                   float* db, int64_t M, int64_t N, int64_t K) {
+    LinearBackward(nullptr, w, dy, dpre, nullptr, nullptr, M, N, K, false);
+    GeluBackward(pre, dpre, dpre, M * K);
+    LinearBackward(nullptr, nullptr, dpre, nullptr, nullptr, db, M, K, 0, false);
+  }
+  // True when the two calls above are faster than the composed sequence, so
+  // TransformerBlock's backward takes the fused order (the down-projection's
+  // input gradient and the up-projection's bias gradient move into
+  // LinearBackwardDGelu). False keeps the unfused order, whose operand
+  // choices the CPU path's bit-exact results depend on.
+  virtual bool fuses_gelu_epilogues() const { return false; }
 
   // LayerNorm over rows of C; saves mean and 1/std per row for backward.
   virtual void LayerNormForward(const float* x, const float* w, const float* b, float* y,

@@ -2,8 +2,9 @@
 
 namespace mla {
 namespace {
-void Grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+void Grow(Kernels* kernels, DeviceArray<float>& v, int64_t n) {
+  if (v.kernels() == nullptr) v = DeviceArray<float>(kernels);
+  if (v.size() < n) v.Resize(n);
 }
 }  // namespace
 
@@ -17,12 +18,12 @@ TransformerBlock::TransformerBlock(Kernels* kernels, AttentionShape shape, int m
 
 void TransformerBlock::Reserve(int B, int T, BlockScratch* s) {
   const int64_t M = static_cast<int64_t>(B) * T;
-  for (auto* v : {&ln1_, &x_mid_, &ln2_}) Grow(*v, M * C_);
-  for (auto* v : {&ln1_mean_, &ln1_rstd_, &ln2_mean_, &ln2_rstd_}) Grow(*v, M);
-  Grow(fc_pre_, M * hidden_);
-  Grow(fc_act_, M * hidden_);
-  Grow(s->d_ln, M * C_);
-  Grow(s->d_fc, M * hidden_);
+  for (auto* v : {&ln1_, &x_mid_, &ln2_}) Grow(kernels_, *v, M * C_);
+  for (auto* v : {&ln1_mean_, &ln1_rstd_, &ln2_mean_, &ln2_rstd_}) Grow(kernels_, *v, M);
+  Grow(kernels_, fc_pre_, M * hidden_);
+  Grow(kernels_, fc_act_, M * hidden_);
+  Grow(kernels_, s->d_ln, M * C_);
+  Grow(kernels_, s->d_fc, M * hidden_);
   attention_.Reserve(B, T, &s->attn);
 }
 
@@ -36,9 +37,8 @@ void TransformerBlock::Forward(const float* p, const float* x_in, float* x_out, 
   attention_.Forward(p, ln1_.data(), x_mid_.data(), B, T);
   k.LayerNormForward(x_mid_.data(), p + w.ln2_w, p + w.ln2_b, ln2_.data(), ln2_mean_.data(),
                      ln2_rstd_.data(), M, C_);
-  k.LinearForward(ln2_.data(), p + w.w_fc, p + w.b_fc, fc_pre_.data(), M, hidden_, C_,
-                  Epilogue::kBias, false);
-  k.GeluForward(fc_pre_.data(), fc_act_.data(), M * hidden_);
+  k.LinearGeluForward(ln2_.data(), p + w.w_fc, p + w.b_fc, fc_pre_.data(), fc_act_.data(), M,
+                      hidden_, C_);
   k.Copy(x_mid_.data(), x_out, M * C_);
   k.LinearForward(fc_act_.data(), p + w.w_proj, p + w.b_proj, x_out, M, C_, hidden_,
                   Epilogue::kBias, true);
@@ -51,11 +51,19 @@ void TransformerBlock::Backward(const float* p, float* g, const float* x_in, flo
   const BlockWeights& w = weights_;
   float* d_fc = s->d_fc.data();
   float* d_ln = s->d_ln.data();
-  k.LinearBackward(fc_act_.data(), p + w.w_proj, d_res, d_fc, g + w.w_proj, g + w.b_proj, M, C_,
-                   hidden_, false);
-  k.GeluBackward(fc_pre_.data(), d_fc, d_fc, M * hidden_);
-  k.LinearBackward(ln2_.data(), p + w.w_fc, d_fc, d_ln, g + w.w_fc, g + w.b_fc, M, hidden_, C_,
-                   false);
+  if (k.fuses_gelu_epilogues()) {
+    k.LinearBackward(fc_act_.data(), p + w.w_proj, d_res, nullptr, g + w.w_proj, g + w.b_proj, M,
+                     C_, hidden_, false);
+    k.LinearBackwardDGelu(d_res, p + w.w_proj, fc_pre_.data(), d_fc, g + w.b_fc, M, C_, hidden_);
+    k.LinearBackward(ln2_.data(), p + w.w_fc, d_fc, d_ln, g + w.w_fc, nullptr, M, hidden_, C_,
+                     false);
+  } else {
+    k.LinearBackward(fc_act_.data(), p + w.w_proj, d_res, d_fc, g + w.w_proj, g + w.b_proj, M,
+                     C_, hidden_, false);
+    k.GeluBackward(fc_pre_.data(), d_fc, d_fc, M * hidden_);
+    k.LinearBackward(ln2_.data(), p + w.w_fc, d_fc, d_ln, g + w.w_fc, g + w.b_fc, M, hidden_, C_,
+                     false);
+  }
   k.LayerNormBackward(d_ln, x_mid_.data(), p + w.ln2_w, ln2_mean_.data(), ln2_rstd_.data(), d_res,
                       g + w.ln2_w, g + w.ln2_b, M, C_);
   attention_.Backward(p, g, ln1_.data(), d_res, d_ln, B, T, &s->attn);

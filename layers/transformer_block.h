@@ -5,12 +5,18 @@
 //   x_out = x_mid + MLP(LayerNorm(x_mid; ln2)),  MLP(z) = GELU(z·W_fcᵀ + b_fc)·W_projᵀ + b_proj
 //
 // Rows are tokens ([B·T, C]). The block keeps its last Forward's activations
-// (sized once by Reserve) for Backward. Weights are offsets into the parameter
-// buffer; gradients accumulate at the same offsets of the gradient buffer.
+// (sized once by Reserve, in the kernels' memory) for Backward. Weights are
+// offsets into the parameter buffer; gradients accumulate at the same offsets
+// of the gradient buffer.
+//
+// The MLP's up-projection and GELU run as one Kernels::LinearGeluForward; in
+// backward, kernels that fuse GELU epilogues (Kernels::fuses_gelu_epilogues)
+// get the down-projection's input gradient, GELU' and the up-projection's
+// bias gradient as one LinearBackwardDGelu, the others the unfused sequence.
 #include <cstdint>
-#include <vector>
 
 #include "layers/attention.h"
+#include "layers/device_array.h"
 #include "layers/kernels.h"
 
 namespace mla {
@@ -24,7 +30,7 @@ struct BlockWeights {
 // Gradient scratch shared by all blocks of a model.
 struct BlockScratch {
   AttentionScratch attn;
-  std::vector<float> d_ln, d_fc;
+  DeviceArray<float> d_ln, d_fc;
 };
 
 class TransformerBlock {
@@ -46,8 +52,8 @@ class TransformerBlock {
   int hidden_;
   BlockWeights weights_;
   AttentionLayer attention_;
-  std::vector<float> ln1_, ln1_mean_, ln1_rstd_, x_mid_, ln2_, ln2_mean_, ln2_rstd_;
-  std::vector<float> fc_pre_, fc_act_;
+  DeviceArray<float> ln1_, ln1_mean_, ln1_rstd_, x_mid_, ln2_, ln2_mean_, ln2_rstd_;
+  DeviceArray<float> fc_pre_, fc_act_;
 };
 
 }  // namespace mla

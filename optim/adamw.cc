@@ -5,27 +5,28 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "glog/logging.h"
 #include "layers/math/adamw_math.h"
 
 namespace mla {
 
-absl::StatusOr<AdamW> AdamW::Create(const AdamWConfig& config, ElementRange range,
-                                    absl::Span<const DecaySegment> segments) {
-  if (!(config.beta1 >= 0.0f && config.beta1 < 1.0f) ||
-      !(config.beta2 >= 0.0f && config.beta2 < 1.0f))
-    return absl::InvalidArgumentError(absl::StrCat("AdamW: betas must lie in [0, 1), got ",
-                                                   config.beta1, ", ", config.beta2));
-  if (!(config.eps > 0.0f))
-    return absl::InvalidArgumentError(absl::StrCat("AdamW: eps must be > 0, got ", config.eps));
-  if (!(config.weight_decay >= 0.0f))
-    return absl::InvalidArgumentError(
-        absl::StrCat("AdamW: weight_decay must be >= 0, got ", config.weight_decay));
+namespace {
+
+// Maximal runs of `range` (relative to its start) with one decay setting;
+// fails unless the sorted, non-overlapping segments cover the range.
+struct DecayRun {
+  int64_t begin;
+  int64_t end;
+  bool decay;
+};
+
+absl::StatusOr<std::vector<DecayRun>> BuildDecayRuns(ElementRange range,
+                                                     absl::Span<const DecaySegment> segments) {
   if (range.begin < 0 || range.end < range.begin)
     return absl::InvalidArgumentError(
         absl::StrCat("AdamW: bad range [", range.begin, ", ", range.end, ")"));
-
-  std::vector<Run> runs;
+  std::vector<DecayRun> runs;
   int64_t covered_to = range.begin;  // every element below this has a segment
   int64_t previous_end = 0;
   for (const DecaySegment& seg : segments) {
@@ -50,7 +51,42 @@ absl::StatusOr<AdamW> AdamW::Create(const AdamWConfig& config, ElementRange rang
   if (covered_to != range.end)
     return absl::InvalidArgumentError(absl::StrCat(
         "AdamW: elements [", covered_to, ", ", range.end, ") of the range have no decay segment"));
+  return runs;
+}
+
+absl::Status ValidateAdamWConfig(const AdamWConfig& config) {
+  if (!(config.beta1 >= 0.0f && config.beta1 < 1.0f) ||
+      !(config.beta2 >= 0.0f && config.beta2 < 1.0f))
+    return absl::InvalidArgumentError(absl::StrCat("AdamW: betas must lie in [0, 1), got ",
+                                                   config.beta1, ", ", config.beta2));
+  if (!(config.eps > 0.0f))
+    return absl::InvalidArgumentError(absl::StrCat("AdamW: eps must be > 0, got ", config.eps));
+  if (!(config.weight_decay >= 0.0f))
+    return absl::InvalidArgumentError(
+        absl::StrCat("AdamW: weight_decay must be >= 0, got ", config.weight_decay));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<AdamW> AdamW::Create(const AdamWConfig& config, ElementRange range,
+                                    absl::Span<const DecaySegment> segments) {
+  MLA_RETURN_IF_ERROR(ValidateAdamWConfig(config));
+  MLA_ASSIGN_OR_RETURN(std::vector<DecayRun> decay_runs, BuildDecayRuns(range, segments));
+  std::vector<Run> runs;
+  runs.reserve(decay_runs.size());
+  for (const DecayRun& r : decay_runs) runs.push_back({r.begin, r.end, r.decay});
   return AdamW(config, range, std::move(runs));
+}
+
+absl::StatusOr<std::vector<uint8_t>> BuildDecayMask(const AdamWConfig& config, ElementRange range,
+                                                    absl::Span<const DecaySegment> segments) {
+  MLA_RETURN_IF_ERROR(ValidateAdamWConfig(config));
+  MLA_ASSIGN_OR_RETURN(std::vector<DecayRun> runs, BuildDecayRuns(range, segments));
+  std::vector<uint8_t> mask(static_cast<size_t>(range.size()), 0);
+  for (const DecayRun& r : runs)
+    if (r.decay) std::fill(mask.begin() + r.begin, mask.begin() + r.end, uint8_t{1});
+  return mask;
 }
 
 AdamW::AdamW(const AdamWConfig& config, ElementRange range, std::vector<Run> runs)

@@ -87,4 +87,9 @@ class AdamW {
   int64_t step_ = 0;
 };
 
+// The per-element decay flags of `range` (1: decayed), after the checks of
+// AdamW::Create, for optimizers that keep the flags as data (the CUDA step).
+absl::StatusOr<std::vector<uint8_t>> BuildDecayMask(const AdamWConfig& config, ElementRange range,
+                                                    absl::Span<const DecaySegment> segments);
+
 }  // namespace mla

@@ -24,9 +24,19 @@ absl::StatusOr<std::unique_ptr<GptModel>> GptModel::Create(const ModelConfig& co
 }
 
 GptModel::GptModel(const ModelConfig& c, Kernels* kernels)
-    : config_(c), kernels_(kernels), layout_(BuildParameterLayout(c)) {
-  params_.assign(layout_.total, 0.0f);
-  grads_.assign(layout_.total, 0.0f);
+    : config_(c),
+      kernels_(kernels),
+      layout_(BuildParameterLayout(c)),
+      params_(kernels, layout_.total),
+      grads_(kernels, layout_.total),
+      lnf_(kernels),
+      lnf_mean_(kernels),
+      lnf_rstd_(kernels),
+      logits_(kernels),
+      d_lnf_(kernels),
+      d_res_(kernels),
+      inputs_dev_(kernels),
+      targets_dev_(kernels) {
   wte_ = OffsetOf(layout_, "wte.weight");
   wpe_ = OffsetOf(layout_, "wpe.weight");
   lnf_w_ = OffsetOf(layout_, "ln_f.weight");
@@ -67,9 +77,16 @@ GptModel::GptModel(const ModelConfig& c, Kernels* kernels)
 }
 
 void GptModel::InitParameters(uint64_t seed) {
+  // Host kernels: fill the buffer in place; otherwise fill a host copy.
+  std::vector<float> host;
+  float* base = params_.data();
+  if (!kernels_->is_host()) {
+    host.resize(static_cast<size_t>(layout_.total));
+    base = host.data();
+  }
   for (size_t i = 0; i < layout_.params.size(); ++i) {
     const ParamSpec& p = layout_.params[i];
-    float* dst = params_.data() + p.offset;
+    float* dst = base + p.offset;
     switch (p.init) {
       case ParamSpec::Init::kZeros: std::fill(dst, dst + p.numel, 0.0f); break;
       case ParamSpec::Init::kOnes: std::fill(dst, dst + p.numel, 1.0f); break;
@@ -80,6 +97,21 @@ void GptModel::InitParameters(uint64_t seed) {
         break;
     }
   }
+  if (!kernels_->is_host()) params_.CopyFromHost(host.data(), layout_.total);
+}
+
+std::vector<float> GptModel::LogitsToHost() const {
+  std::vector<float> out(static_cast<size_t>(last_rows_ * config_.vocab_size));
+  logits_.CopyToHost(out.data(), static_cast<int64_t>(out.size()));
+  return out;
+}
+
+const int32_t* GptModel::TokensOnDevice(const int32_t* tokens, int64_t n,
+                                        DeviceArray<int32_t>* staging) {
+  if (tokens == nullptr || kernels_->is_host()) return tokens;
+  if (staging->size() < n) staging->Resize(n);
+  staging->CopyFromHost(tokens, n);
+  return staging->data();
 }
 
 void GptModel::ZeroGrads() { kernels_->Fill(grads_.data(), 0.0f, layout_.total); }
@@ -89,12 +121,17 @@ void GptModel::Reserve(int B, int T) {
   const int64_t M = static_cast<int64_t>(B) * T;
   const int64_t C = config_.d_model, V = config_.vocab_size;
   if (M <= reserved_rows_ && B <= reserved_B_ && T <= reserved_T_) return;
-  residual_.resize(config_.n_layer + 1);
-  for (auto& r : residual_) r.resize(M * C);
-  for (auto* v : {&lnf_, &d_lnf_, &d_res_}) v->resize(M * C);
-  lnf_mean_.resize(M);
-  lnf_rstd_.resize(M);
-  logits_.resize(M * V);
+  while (static_cast<int>(residual_.size()) < config_.n_layer + 1)
+    residual_.emplace_back(kernels_);
+  for (auto& r : residual_) r.Resize(M * C);
+  for (auto* v : {&lnf_, &d_lnf_, &d_res_}) v->Resize(M * C);
+  lnf_mean_.Resize(M);
+  lnf_rstd_.Resize(M);
+  logits_.Resize(M * V);
+  if (!kernels_->is_host()) {  // token ids are uploaded per call
+    inputs_dev_.Resize(M);
+    targets_dev_.Resize(M);
+  }
   for (auto& b : blocks_) b.Reserve(B, T, &scratch_);
   reserved_rows_ = static_cast<int>(M);
   reserved_B_ = B;
@@ -108,6 +145,9 @@ double GptModel::Forward(const int32_t* inputs, const int32_t* targets, int B, i
   const int64_t M = static_cast<int64_t>(B) * T;
   const int C = config_.d_model, V = config_.vocab_size;
   const float* p = params_.data();
+  last_rows_ = M;
+  inputs = TokensOnDevice(inputs, M, &inputs_dev_);
+  targets = TokensOnDevice(targets, M, &targets_dev_);
   k.EmbeddingForward(inputs, p + wte_, wpe_ >= 0 ? p + wpe_ : nullptr, residual_[0].data(), B, T,
                      C);
   for (int l = 0; l < config_.n_layer; ++l)
@@ -129,6 +169,7 @@ void GptModel::Backward(const int32_t* inputs, int B, int T,
   const int C = config_.d_model, V = config_.vocab_size;
   const float* p = params_.data();
   float* g = grads_.data();
+  inputs = TokensOnDevice(inputs, M, &inputs_dev_);
   k.LinearBackward(lnf_.data(), p + head_, logits_.data(), d_lnf_.data(), g + head_, nullptr, M,
                    V, C, false);
   k.Fill(d_res_.data(), 0.0f, M * C);

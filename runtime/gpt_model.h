@@ -2,7 +2,14 @@
 // GptModel: the GPT of docs/model.md assembled from layers/ on one Kernels
 // implementation. Owns one contiguous parameter buffer and one gradient buffer
 // (same layout: runtime/parameter_layout.h) and the activations of the last
-// forward pass, sized once by Reserve.
+// forward pass, sized once by Reserve. Every buffer lives in the kernels'
+// memory (DeviceArray): params(), grads() and logits() are host pointers on
+// CpuKernels and device pointers on CudaKernels; host code that needs values
+// uses the *ToHost / LoadParamsFromHost accessors, which copy only when the
+// memory is not host memory.
+//
+// Token ids are host memory in every call: on a device they are uploaded per
+// call into the model's int32 buffers; on the host they are used in place.
 //
 // Training use, per micro-batch:
 //   loss = model.Forward(inputs, targets, B, T, grad_scale);  // grad_scale > 0
@@ -15,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "layers/device_array.h"
 #include "layers/kernels.h"
 #include "layers/transformer_block.h"
 #include "runtime/model_config.h"
@@ -35,12 +43,22 @@ class GptModel {
   Kernels* kernels() const { return kernels_; }
   const ParameterLayout& layout() const { return layout_; }
   int64_t num_params() const { return layout_.total; }
+  // The buffers themselves, in the kernels' memory.
   float* params() { return params_.data(); }
   const float* params() const { return params_.data(); }
   float* grads() { return grads_.data(); }
   const float* grads() const { return grads_.data(); }
 
-  // GPT-2 initialisation (docs/model.md), a deterministic function of seed.
+  // Host copies (waiting for earlier calls) and host → model copies.
+  std::vector<float> ParamsToHost() const { return params_.ToHost(); }
+  std::vector<float> GradsToHost() const { return grads_.ToHost(); }
+  // Writes src[0, n) into parameters [offset, offset + n).
+  void LoadParamsFromHost(const float* src, int64_t offset, int64_t n) {
+    params_.CopyFromHost(src, n, offset);
+  }
+
+  // GPT-2 initialisation (docs/model.md), a deterministic function of seed
+  // (computed in host memory, then copied when the kernels' memory is not).
   void InitParameters(uint64_t seed);
   void ZeroGrads();
 
@@ -60,26 +78,32 @@ class GptModel {
   void Backward(const int32_t* inputs, int B, int T,
                 const std::function<void(int64_t, int64_t)>& grads_ready = {});
 
-  // Logits [B·T, V] of the last Forward without gradient.
+  // Logits [B·T, V] of the last Forward without gradient (kernels' memory).
   const float* logits() const { return logits_.data(); }
+  // The same B·T·V values copied to the host.
+  std::vector<float> LogitsToHost() const;
 
   // Each block's view, for the decoder and tests.
   const std::vector<TransformerBlock>& blocks() const { return blocks_; }
 
  private:
   GptModel(const ModelConfig& config, Kernels* kernels);
+  // `tokens` itself on host kernels; else a device copy in `staging`.
+  const int32_t* TokensOnDevice(const int32_t* tokens, int64_t n, DeviceArray<int32_t>* staging);
 
   ModelConfig config_;
   Kernels* kernels_;
   ParameterLayout layout_;
-  std::vector<float> params_, grads_;
+  DeviceArray<float> params_, grads_;
   std::vector<TransformerBlock> blocks_;
   BlockScratch scratch_;
   std::vector<int64_t> block_begin_;  // offset of each block's first tensor, then ln_f
   int64_t wte_ = -1, wpe_ = -1, lnf_w_ = -1, lnf_b_ = -1, head_ = -1;
   int reserved_rows_ = 0, reserved_B_ = 0, reserved_T_ = 0;
-  std::vector<std::vector<float>> residual_;  // L+1 buffers [M, C]
-  std::vector<float> lnf_, lnf_mean_, lnf_rstd_, logits_, d_lnf_, d_res_;
+  int64_t last_rows_ = 0;  // B·T of the last Forward
+  std::vector<DeviceArray<float>> residual_;  // L+1 buffers [M, C]
+  DeviceArray<float> lnf_, lnf_mean_, lnf_rstd_, logits_, d_lnf_, d_res_;
+  DeviceArray<int32_t> inputs_dev_, targets_dev_;  // device copies of the token ids
 };
 
 }  // namespace mla

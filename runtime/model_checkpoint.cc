@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "checkpoint/commit.h"
+#include "runtime/host_staging.h"
 
 namespace mla {
 
@@ -93,8 +94,10 @@ absl::StatusOr<LoadedModel> LoadModelFromCheckpoint(const std::string& spec,
   out.header = reader.header();
   MLA_ASSIGN_OR_RETURN(out.model, GptModel::Create(out.config, kernels));
   MLA_RETURN_IF_ERROR(reader.ExpectLayout(TensorSpecs(out.model->layout())));
-  MLA_RETURN_IF_ERROR(reader.ReadRange(ckpt::FlatBuffer::kParams, 0,
-                                       absl::MakeSpan(out.model->params(), out.model->num_params())));
+  MLA_RETURN_IF_ERROR(FillFromHost(*kernels, out.model->params(), out.model->num_params(),
+                                   [&](absl::Span<float> params) {
+                                     return reader.ReadRange(ckpt::FlatBuffer::kParams, 0, params);
+                                   }));
   MLA_ASSIGN_OR_RETURN(out.tokenizer_model, reader.ReadTokenizerModel());
   return out;
 }

@@ -22,8 +22,6 @@
 #include "checkpoint/reader.h"
 #include "checkpoint/writer.h"
 #include "glog/logging.h"
-#include "layers/cpu/cpu_kernels.h"
-#include "layers/cpu/peak_flops.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/schedule.h"
@@ -31,6 +29,8 @@
 #include "runtime/data/data_loader.h"
 #include "runtime/data/token_shard.h"
 #include "runtime/gpt_model.h"
+#include "runtime/host_staging.h"
+#include "runtime/memory_plan.h"
 #include "runtime/model_checkpoint.h"
 
 namespace mla {
@@ -170,6 +170,8 @@ absl::Status ValidateTrainOptions(const TrainOptions& o, int world) {
   if (o.ckpt_keep_last < 1) return absl::InvalidArgumentError("ckpt_keep_last must be at least 1");
   if (o.ckpt_keep_every < 0) return absl::InvalidArgumentError("ckpt_keep_every must be >= 0");
   if (!(o.bucket_mb > 0)) return absl::InvalidArgumentError("bucket_mb must be positive");
+  if (o.device != "cpu" && o.device != "cuda")
+    return absl::InvalidArgumentError(absl::StrCat("device=", o.device, ": expected cpu or cuda"));
   if (o.train_data.empty()) return absl::InvalidArgumentError("train_data is required");
   if (o.out_dir.empty()) return absl::InvalidArgumentError("out_dir is required");
   return absl::OkStatus();
@@ -180,7 +182,8 @@ namespace {
 // Everything one rank holds during training.
 class Run {
  public:
-  Run(const TrainOptions& o, Communicator* comm) : o_(o), comm_(comm) {}
+  Run(const TrainOptions& o, Communicator* comm, std::unique_ptr<TrainingDevice> device)
+      : o_(o), comm_(comm), device_(std::move(device)) {}
 
   absl::Status Setup();
   absl::Status Loop();
@@ -192,15 +195,14 @@ class Run {
   void Log(const std::string& json_line);
 
   const TrainOptions& o_;
-  Communicator* comm_;
+  Communicator* comm_;  // host communicator: scalars and agreement
+  std::unique_ptr<TrainingDevice> device_;
   int rank_ = 0, world_ = 1;
   Shapes shapes_;
   ModelConfig config_;
-  CpuKernels kernels_;
   std::unique_ptr<GptModel> model_;
   std::optional<DataLoader> loader_;
   std::optional<ValidationIterator> val_;
-  std::optional<AdamW> opt_;
   std::optional<Zero1Sharding> zero_;
   ElementRange range_;
   LrSchedule schedule_;
@@ -222,7 +224,13 @@ absl::Status Run::Setup() {
     return absl::InvalidArgumentError(absl::StrCat(
         "vocab_size=", config_.vocab_size, " is smaller than the vocabulary of ", o_.train_data,
         " (", header.vocab_size, ")"));
-  MLA_ASSIGN_OR_RETURN(model_, GptModel::Create(config_, &kernels_));
+  MemoryPlanOptions plan;
+  plan.micro_batch = o_.micro_batch;
+  plan.seq_len = shapes_.T;
+  plan.zero_stage = o_.zero_stage;
+  plan.world_size = world_;
+  MLA_RETURN_IF_ERROR(device_->CheckMemory(config_, plan, rank_ == 0));
+  MLA_ASSIGN_OR_RETURN(model_, GptModel::Create(config_, &device_->kernels()));
   model_->Reserve(o_.micro_batch, shapes_.T);
   DataLoaderOptions lo;
   lo.seq_len = shapes_.T;
@@ -243,7 +251,7 @@ absl::Status Run::Setup() {
   }
   const int64_t total = model_->num_params();
   if (o_.zero_stage == 1) {
-    zero_.emplace(comm_, total);
+    zero_.emplace(&device_->buffer_comm(), total);
     range_ = zero_->shard();
   } else {
     range_ = ElementRange{0, total};
@@ -255,8 +263,7 @@ absl::Status Run::Setup() {
   ac.beta2 = o_.beta2;
   ac.eps = o_.eps;
   ac.weight_decay = o_.weight_decay;
-  MLA_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(ac, range_, segments));
-  opt_.emplace(std::move(opt));
+  MLA_RETURN_IF_ERROR(device_->CreateOptimizer(ac, range_, segments));
   schedule_ = LrSchedule{o_.lr, o_.min_lr, std::min(o_.warmup_steps, shapes_.steps), shapes_.steps};
   MLA_RETURN_IF_ERROR(ValidateLrSchedule(schedule_));
   inputs_.resize(shapes_.rows_per_rank * shapes_.T);
@@ -279,7 +286,7 @@ absl::Status Run::Setup() {
   } else {
     model_->InitParameters(o_.seed);
   }
-  peak_gflops_ = o_.peak_gflops > 0 ? o_.peak_gflops : MeasureSgemmPeakGflops(1536, 5);
+  peak_gflops_ = o_.peak_gflops > 0 ? o_.peak_gflops : device_->MeasurePeakGflops();
 
   if (rank_ == 0) {
     std::error_code ec;
@@ -325,11 +332,17 @@ absl::Status Run::Resume(const std::string& path) {
         "checkpoint ", path, " holds a different model config:\n", ModelConfigToString(saved),
         "than the one requested:\n", ModelConfigToString(config_)));
   MLA_RETURN_IF_ERROR(reader.ExpectLayout(TensorSpecs(model_->layout())));
-  MLA_RETURN_IF_ERROR(reader.ReadRange(ckpt::FlatBuffer::kParams, 0,
-                                       absl::MakeSpan(model_->params(), model_->num_params())));
-  MLA_RETURN_IF_ERROR(reader.ReadRange(ckpt::FlatBuffer::kAdamM, range_.begin, opt_->mutable_m()));
-  MLA_RETURN_IF_ERROR(reader.ReadRange(ckpt::FlatBuffer::kAdamV, range_.begin, opt_->mutable_v()));
-  opt_->set_step(reader.adamw().step);
+  MLA_RETURN_IF_ERROR(FillFromHost(device_->kernels(), model_->params(), model_->num_params(),
+                                   [&](absl::Span<float> params) {
+                                     return reader.ReadRange(ckpt::FlatBuffer::kParams, 0, params);
+                                   }));
+  MLA_RETURN_IF_ERROR(device_->LoadMoments(AdamMoment::kM, [&](absl::Span<float> m) {
+    return reader.ReadRange(ckpt::FlatBuffer::kAdamM, range_.begin, m);
+  }));
+  MLA_RETURN_IF_ERROR(device_->LoadMoments(AdamMoment::kV, [&](absl::Span<float> v) {
+    return reader.ReadRange(ckpt::FlatBuffer::kAdamV, range_.begin, v);
+  }));
+  device_->set_optimizer_step(reader.adamw().step);
   MLA_ASSIGN_OR_RETURN(std::vector<int64_t> loader_ints, reader.ReadState("data_loader"));
   MLA_ASSIGN_OR_RETURN(LoaderState ls, LoaderState::FromInts(loader_ints));
   MLA_RETURN_IF_ERROR(loader_->Restore(ls));
@@ -360,15 +373,19 @@ absl::Status Run::Save() {
   st.layout = TensorSpecs(model_->layout());
   const int64_t total = model_->num_params();
   const ckpt::FlatRange mine = ckpt::EvenShard(total, rank_, world_);
-  st.params = {mine.lo, absl::MakeConstSpan(model_->params() + mine.lo, mine.size())};
-  if (o_.zero_stage == 1) {
-    st.adam_m = {range_.begin, opt_->m()};
-    st.adam_v = {range_.begin, opt_->v()};
-  } else {
-    st.adam_m = {mine.lo, opt_->m().subspan(mine.lo, mine.size())};
-    st.adam_v = {mine.lo, opt_->v().subspan(mine.lo, mine.size())};
-  }
-  st.adamw.step = opt_->step();
+  // Host views of device buffers (copies only when the memory is not host
+  // memory); they must outlive SaveCheckpoint.
+  std::vector<float> params_host, m_host, v_host;
+  st.params = {mine.lo, HostView(device_->kernels(), model_->params() + mine.lo, mine.size(),
+                                 &params_host)};
+  // ZeRO-1 saves this rank's optimizer shard; otherwise the checkpoint's own shard.
+  const ElementRange moments = o_.zero_stage == 1 ? range_ : ElementRange{mine.lo, mine.hi};
+  const int64_t offset = moments.begin - range_.begin;
+  st.adam_m = {moments.begin,
+               device_->MomentsOnHost(AdamMoment::kM, offset, moments.size(), &m_host)};
+  st.adam_v = {moments.begin,
+               device_->MomentsOnHost(AdamMoment::kV, offset, moments.size(), &v_host)};
+  st.adamw.step = device_->optimizer_step();
   st.adamw.beta1 = o_.beta1;
   st.adamw.beta2 = o_.beta2;
   st.adamw.eps = o_.eps;
@@ -423,7 +440,7 @@ absl::Status Run::Loop() {
   const int64_t total = model_->num_params();
   const double flops_per_token = ComputeModelCost(config_).train_flops_per_token;
   const float grad_scale = 1.0f / (static_cast<float>(B) * T * shapes_.accum);
-  GradientReducer reducer(comm_, absl::MakeSpan(model_->grads(), total),
+  GradientReducer reducer(&device_->buffer_comm(), absl::MakeSpan(model_->grads(), total),
                           o_.zero_stage == 1 ? GradientSync::kReduceScatter : GradientSync::kAllReduce,
                           o_.bucket_mb);
   const auto start = Clock::now();
@@ -461,10 +478,11 @@ absl::Status Run::Loop() {
       loss = l;
       comm_s += Since(c0);
     }
-    absl::Span<float> grads(model_->grads() + range_.begin, range_.size());
+    float* grads = model_->grads() + range_.begin;
     const auto c1 = Clock::now();
     MLA_ASSIGN_OR_RETURN(ClipResult clip,
-                         ClipGradNorm(grads, o_.grad_clip, o_.zero_stage == 1 ? comm_ : nullptr));
+                         device_->ClipGradNorm(grads, range_.size(), o_.grad_clip,
+                                               o_.zero_stage == 1 ? comm_ : nullptr));
     if (o_.zero_stage == 1) comm_s += Since(c1);
     const float lr = LearningRate(schedule_, step_);
     const bool finite = clip.finite && std::isfinite(loss);
@@ -475,7 +493,7 @@ absl::Status Run::Loop() {
           std::isfinite(loss) ? "gradient norm" : "loss", step_, loss, clip.norm));
     }
     if (finite) {
-      opt_->Step(model_->params() + range_.begin, grads.data(), lr);
+      device_->OptimizerStep(model_->params() + range_.begin, grads, lr);
       if (o_.zero_stage == 1) {
         const auto c2 = Clock::now();
         MLA_RETURN_IF_ERROR(zero_->AllGatherParameters(absl::MakeSpan(model_->params(), total)));
@@ -549,7 +567,18 @@ absl::Status Run::Loop() {
 absl::Status RunTraining(const TrainOptions& options, Communicator* comm) {
   if (options.threads > 0) omp_set_num_threads(options.threads);
   MLA_RETURN_IF_ERROR(AgreeOnStatus(*comm, ValidateTrainOptions(options, comm->size())));
-  Run run(options, comm);
+  absl::StatusOr<std::unique_ptr<TrainingDevice>> device =
+      CreateTrainingDevice(options.device, comm);
+  // Every rank fails alike here (the CUDA device agrees internally).
+  if (!device.ok()) return device.status();
+  return RunTraining(options, comm, std::move(*device));
+}
+
+absl::Status RunTraining(const TrainOptions& options, Communicator* comm,
+                         std::unique_ptr<TrainingDevice> device) {
+  if (options.threads > 0) omp_set_num_threads(options.threads);
+  MLA_RETURN_IF_ERROR(AgreeOnStatus(*comm, ValidateTrainOptions(options, comm->size())));
+  Run run(options, comm, std::move(device));
   MLA_RETURN_IF_ERROR(AgreeOnStatus(*comm, run.Setup()));
   return AgreeOnStatus(*comm, run.Loop());
 }

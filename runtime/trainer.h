@@ -10,14 +10,20 @@
 // ZeRO-1, followed by an all-gather of the parameters), the LR schedule,
 // periodic validation, metrics, checkpoints and signal handling.
 //
+// Device: --device=cpu trains with CpuKernels on host memory; --device=cuda
+// with CudaKernels on the rank's GPU, NCCL for gradients and parameters, and
+// AdamW on the device (runtime/training_device.h). The loop is the same.
+//
 // Failure: Run returns a status; a failure seen by one rank is agreed on by
 // all (AgreeOnStatus) so no rank hangs in a collective.
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "comm/communicator.h"
 #include "runtime/model_config.h"
+#include "runtime/training_device.h"
 
 namespace mla {
 
@@ -46,6 +52,7 @@ struct TrainOptions {
   int ckpt_keep_every = 0;
   std::string resume;  // "", "auto" or a checkpoint path
   int threads = 0;     // OpenMP threads per rank; 0: leave as is
+  std::string device = "cpu";  // "cpu" or "cuda" (runtime/training_device.h)
   // Flag values as given, recorded in config.json and the checkpoint.
   std::vector<std::pair<std::string, std::string>> flag_record;
 };
@@ -55,7 +62,12 @@ absl::Status ValidateTrainOptions(const TrainOptions& options, int world_size);
 
 // Runs training to completion (or until SIGINT/SIGTERM, after which the
 // current step finishes, a checkpoint is written and Run returns OK).
+// The device is CreateTrainingDevice(options.device, comm).
 absl::Status RunTraining(const TrainOptions& options, Communicator* comm);
+// The same on a given device (tests substitute one); `device` must use `comm`
+// as its host communicator.
+absl::Status RunTraining(const TrainOptions& options, Communicator* comm,
+                         std::unique_ptr<TrainingDevice> device);
 
 // Blocks SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 in the calling thread and every
 // thread it starts afterwards; call first thing in main (before MPI and

@@ -118,12 +118,13 @@ class CudaKernels final : public Kernels {
 
   // pre[M,N] = x·wᵀ + bias and h = GELU(pre) in one GEMM (GELU_AUX_BIAS).
   void LinearGeluForward(const float* x, const float* w, const float* bias, float* pre, float* h,
-                         int64_t M, int64_t N, int64_t K);
+                         int64_t M, int64_t N, int64_t K) override;
   // dpre[M,K] = (dy[M,N]·w[N,K]) ∘ GELU'(pre) and db[K] += Σ_rows dpre in one
   // GEMM (DGELU_BGRAD): the MLP's down-projection input gradient fused with
   // the up-projection's activation and bias gradients.
   void LinearBackwardDGelu(const float* dy, const float* w, const float* pre, float* dpre,
-                           float* db, int64_t M, int64_t N, int64_t K);
+                           float* db, int64_t M, int64_t N, int64_t K) override;
+  bool fuses_gelu_epilogues() const override { return true; }
   // Σ x² in double (waits for the stream).
   double SumOfSquares(const float* x, int64_t n);
   void Scale(float* x, float s, int64_t n);

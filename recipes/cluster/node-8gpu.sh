@@ -11,7 +11,7 @@
 # background run, send SIGTERM to the mla-train processes, not to mpirun:
 # Open MPI 4.1's mpirun does not pass SIGTERM on. Run the same command again
 # to continue.
-# Today `--device=cuda` stops with "the CUDA backend is not supported yet";
+# `--device=cuda` needs a CUDA build (docs/cuda.md, "Training on the GPU");
 # DEVICE=cpu runs the same job on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

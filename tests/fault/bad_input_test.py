@@ -133,8 +133,14 @@ class MlaTrainFlags(BadInput):
     def test_zero_stage_2_is_refused(self):
         self.refused_train("zero=2", zero=2)
 
-    def test_cuda_device_says_not_supported(self):
-        self.refused_train("cuda", device="cuda")
+    def test_cuda_device_without_a_gpu_names_the_reason(self):
+        # Where CUDA cannot run (no GPU, or a build without CUDA) the run stops
+        # at start with "--device=cuda: <reason>"; with a GPU it trains
+        # (tests/train/cuda_training_test.py).
+        if shutil.which("nvidia-smi") and subprocess.run(
+                ["nvidia-smi", "-L"], capture_output=True, text=True).stdout.startswith("GPU "):
+            self.skipTest("a GPU is visible")
+        self.refused_train("--device=cuda: ", device="cuda")
 
     def test_unknown_device_is_named(self):
         self.refused_train("tpu", device="tpu")

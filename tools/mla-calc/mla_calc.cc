@@ -1,5 +1,7 @@
 // mla-calc: prints the parameter count, training FLOPs per token and KV-cache
-// bytes per token of a model config, next to MHA of the same size.
+// bytes per token of a model config, next to MHA of the same size, and with
+// --micro_batch the GPU memory plan of a training run (runtime/memory_plan.h,
+// the same plan `mla-train --device=cuda` prints and checks at start).
 #include <cstdio>
 #include <string>
 
@@ -22,15 +24,18 @@ ABSL_FLAG(int, q_rank, 0, "MLA query compression rank (0: none).");
 ABSL_FLAG(bool, latent_norm, false, "RMSNorm on the latents.");
 ABSL_FLAG(int, mlp_ratio, 4, "MLP width multiple.");
 ABSL_FLAG(bool, tied_embeddings, true, "Tie the output head to the embedding.");
-ABSL_FLAG(int, micro_batch, 0, "With a value > 0, also print the training memory plan for this many sequences per rank.");
+ABSL_FLAG(int, micro_batch, 0, "With a value > 0, also print the GPU training memory plan per rank for this many sequences per micro-batch.");
+ABSL_FLAG(int, seq_len, 0, "Memory plan: tokens per sequence (0: --context_length).");
 ABSL_FLAG(std::string, precision, "fp32", "Memory plan: fp32 or bf16 (matmul operands; master weights stay fp32).");
 ABSL_FLAG(int, zero, 0, "Memory plan: ZeRO stage (1 shards the optimizer state over --ranks).");
 ABSL_FLAG(int, ranks, 1, "Memory plan: data-parallel ranks.");
 
 int main(int argc, char** argv) {
   mla::SetCommandLineUsage(
-      "Prints parameters, training FLOPs/token and KV-cache bytes/token for a model config.\n"
-      "  mla-calc --attention=mla_rope --d_model=512 --kv_rank=256 --rope_dim=32");
+      "Prints parameters, training FLOPs/token and KV-cache bytes/token for a model config;\n"
+      "with --micro_batch also the GPU memory plan of training it (per rank).\n"
+      "  mla-calc --attention=mla_rope --d_model=512 --kv_rank=256 --rope_dim=32\n"
+      "  mla-calc --micro_batch=16 --precision=fp32 --zero=1 --ranks=8");
   absl::ParseCommandLine(argc, argv);
   mla::ModelConfig c;
   auto kind = mla::ParseAttentionKind(absl::GetFlag(FLAGS_attention));
@@ -81,6 +86,7 @@ int main(int argc, char** argv) {
     }
     mla::MemoryPlanOptions mo;
     mo.micro_batch = absl::GetFlag(FLAGS_micro_batch);
+    mo.seq_len = absl::GetFlag(FLAGS_seq_len);
     mo.precision = *precision;
     mo.zero_stage = absl::GetFlag(FLAGS_zero);
     mo.world_size = absl::GetFlag(FLAGS_ranks);
@@ -89,9 +95,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "mla-calc: error: %s\n", std::string(plan.status().message()).c_str());
       return 1;
     }
-    std::printf("training memory per rank (micro-batch %d, %s, ZeRO-%d over %d ranks):\n%s",
-                mo.micro_batch, absl::GetFlag(FLAGS_precision).c_str(), mo.zero_stage,
-                mo.world_size, mla::FormatMemoryPlan(*plan).c_str());
+    std::printf("GPU training memory per rank (micro-batch %d x %d tokens, %s, ZeRO-%d over %d ranks):\n%s",
+                mo.micro_batch, mo.seq_len == 0 ? c.context_length : mo.seq_len,
+                absl::GetFlag(FLAGS_precision).c_str(), mo.zero_stage, mo.world_size,
+                mla::FormatMemoryPlan(*plan).c_str());
   }
   return 0;
 }

@@ -1,0 +1,174 @@
+// The CUDA TrainingDevice (runtime/training_device.h): CudaKernels on the
+// rank's GPU, NCCL for gradient buckets and ZeRO-1, device-resident AdamW.
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "comm/nccl_bootstrap.h"
+#include "comm/nccl_communicator.h"
+#include "glog/logging.h"
+#include "layers/cuda/cuda_kernels.h"
+#include "layers/device_array.h"
+#include "layers/math/adamw_math.h"
+#include "runtime/host_staging.h"
+#include "runtime/training_device.h"
+
+namespace mla {
+namespace {
+
+absl::Status Cuda(cudaError_t e, const char* call) {
+  if (e == cudaSuccess) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(call, ": ", cudaGetErrorName(e), " (",
+                                          cudaGetErrorString(e), ")"));
+}
+
+class CudaTrainingDevice final : public TrainingDevice {
+ public:
+  CudaTrainingDevice(std::unique_ptr<cuda::CudaKernels> kernels,
+                     std::unique_ptr<NcclCommunicator> nccl)
+      : kernels_(std::move(kernels)),
+        nccl_(std::move(nccl)),
+        m_(kernels_.get()),
+        v_(kernels_.get()),
+        decay_(kernels_.get()) {}
+
+  absl::string_view name() const override { return "cuda"; }
+  Kernels& kernels() override { return *kernels_; }
+  Communicator& buffer_comm() override { return *nccl_; }
+
+  absl::Status CheckMemory(const ModelConfig& config, const MemoryPlanOptions& options,
+                           bool print) override {
+    MLA_ASSIGN_OR_RETURN(MemoryPlan plan, ComputeMemoryPlan(config, options));
+    size_t free_bytes = 0, total_bytes = 0;
+    MLA_RETURN_IF_ERROR(Cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
+    if (print) {
+      std::printf("mla-train: GPU %d memory plan per rank (micro-batch %d, %s, ZeRO-%d, %d ranks; "
+                  "%.1f of %.1f MiB free):\n%s",
+                  nccl_->device(), options.micro_batch,
+                  std::string(PrecisionName(options.precision)).c_str(), options.zero_stage,
+                  options.world_size, free_bytes / 1048576.0, total_bytes / 1048576.0,
+                  FormatMemoryPlan(plan).c_str());
+      std::fflush(stdout);
+    }
+    return CheckMemoryPlanFits(plan, static_cast<int64_t>(free_bytes));
+  }
+
+  // A square fp32 GEMM through the kernels (cuBLASLt), best of a few.
+  double MeasurePeakGflops() override {
+    constexpr int64_t n = 4096;
+    DeviceArray<float> a(kernels_.get(), n * n), b(kernels_.get(), n * n), c(kernels_.get(), n * n);
+    kernels_->Fill(a.data(), 1.0f, n * n);
+    kernels_->Fill(b.data(), 0.5f, n * n);
+    double best = 0;
+    for (int rep = 0; rep < 4; ++rep) {
+      kernels_->Synchronize();
+      const auto t0 = std::chrono::steady_clock::now();
+      kernels_->LinearForward(a.data(), b.data(), nullptr, c.data(), n, n, n, Epilogue::kNone,
+                              false);
+      kernels_->Synchronize();
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (rep > 0 && s > 0) best = std::max(best, 2.0 * n * n * n / s / 1e9);
+    }
+    return best;
+  }
+
+  absl::Status CreateOptimizer(const AdamWConfig& config, ElementRange range,
+                               absl::Span<const DecaySegment> segments) override {
+    MLA_ASSIGN_OR_RETURN(std::vector<uint8_t> mask, BuildDecayMask(config, range, segments));
+    config_ = config;
+    m_.Resize(range.size());
+    v_.Resize(range.size());
+    decay_.Resize(range.size());
+    decay_.CopyFromHost(mask.data(), range.size());
+    step_ = 0;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<ClipResult> ClipGradNorm(float* grads, int64_t n, double max_norm,
+                                          Communicator* shard_comm) override {
+    // optim/clip.h's arithmetic: the sum of squares in double, all-reduced
+    // over the shards, scale = max_norm / (norm + 1e-6) when below 1.
+    double sum = kernels_->SumOfSquares(grads, n);
+    if (shard_comm != nullptr)
+      MLA_RETURN_IF_ERROR(shard_comm->AllReduce(absl::MakeSpan(&sum, 1), ReduceOp::kSum));
+    ClipResult result;
+    result.norm = std::sqrt(sum);
+    result.finite = std::isfinite(result.norm);
+    if (!result.finite || max_norm <= 0.0) return result;
+    const double scale = max_norm / (result.norm + 1e-6);
+    if (scale < 1.0) {
+      result.scale = static_cast<float>(scale);
+      kernels_->Scale(grads, result.scale, n);
+    }
+    return result;
+  }
+
+  void OptimizerStep(float* params_range, const float* grads_range, float lr) override {
+    ++step_;
+    const AdamWStepScalars s = AdamWStepScalars::Make(config_.beta1, config_.beta2, config_.eps,
+                                                      config_.weight_decay, lr, step_);
+    kernels_->AdamWStep(params_range, m_.data(), v_.data(), grads_range, decay_.data(), m_.size(),
+                        s);
+  }
+  int64_t optimizer_step() const override { return step_; }
+  void set_optimizer_step(int64_t step) override {
+    CHECK_GE(step, 0);
+    step_ = step;
+  }
+  absl::Span<const float> MomentsOnHost(AdamMoment which, int64_t offset, int64_t n,
+                                        std::vector<float>* staging) override {
+    const DeviceArray<float>& moment = which == AdamMoment::kM ? m_ : v_;
+    CHECK_LE(offset + n, moment.size());
+    return HostView(*kernels_, moment.data() + offset, n, staging);
+  }
+  absl::Status LoadMoments(AdamMoment which,
+                           const std::function<absl::Status(absl::Span<float>)>& fill) override {
+    DeviceArray<float>& moment = which == AdamMoment::kM ? m_ : v_;
+    return FillFromHost(*kernels_, moment.data(), moment.size(), fill);
+  }
+
+ private:
+  std::unique_ptr<cuda::CudaKernels> kernels_;
+  std::unique_ptr<NcclCommunicator> nccl_;
+  AdamWConfig config_;
+  DeviceArray<float> m_, v_;
+  DeviceArray<uint8_t> decay_;
+  int64_t step_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm) {
+  // The kernels' stream must live on the GPU NCCL will drive, so the device
+  // is chosen (the same rule NcclCommunicator::Create applies) before the
+  // kernels exist. Every step is agreed on so no rank is left in a collective.
+  int count = 0;
+  absl::Status local = Cuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  if (local.ok() && count == 0) local = absl::FailedPreconditionError("no CUDA device visible");
+  if (local.ok()) {
+    absl::StatusOr<int> device =
+        ChooseLocalDevice(host_comm->local_rank(), host_comm->local_size(), count);
+    local = device.ok() ? Cuda(cudaSetDevice(*device), "cudaSetDevice") : device.status();
+  }
+  std::unique_ptr<cuda::CudaKernels> kernels;
+  if (local.ok()) {
+    absl::StatusOr<std::unique_ptr<cuda::CudaKernels>> created = cuda::CudaKernels::Create();
+    if (created.ok()) kernels = std::move(*created);
+    else local = created.status();
+  }
+  if (!local.ok())
+    local = absl::Status(local.code(), absl::StrCat("--device=cuda: ", local.message()));
+  MLA_RETURN_IF_ERROR(AgreeOnStatus(*host_comm, local));
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> nccl,
+                       NcclCommunicator::Create(*host_comm, kernels->stream()));
+  return std::unique_ptr<TrainingDevice>(
+      new CudaTrainingDevice(std::move(kernels), std::move(nccl)));
+}
+
+}  // namespace mla

@@ -1,0 +1,72 @@
+#include "runtime/training_device.h"
+
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "glog/logging.h"
+#include "layers/cpu/cpu_kernels.h"
+#include "layers/cpu/peak_flops.h"
+
+namespace mla {
+namespace {
+
+// Everything in host memory: the CPU kernels' buffers are the host's, so the
+// optim/ code runs on them directly.
+class CpuTrainingDevice final : public TrainingDevice {
+ public:
+  explicit CpuTrainingDevice(Communicator* host_comm) : comm_(host_comm) {}
+
+  absl::string_view name() const override { return "cpu"; }
+  Kernels& kernels() override { return kernels_; }
+  Communicator& buffer_comm() override { return *comm_; }
+  absl::Status CheckMemory(const ModelConfig&, const MemoryPlanOptions&, bool) override {
+    return absl::OkStatus();
+  }
+  double MeasurePeakGflops() override { return MeasureSgemmPeakGflops(1536, 5); }
+
+  absl::Status CreateOptimizer(const AdamWConfig& config, ElementRange range,
+                               absl::Span<const DecaySegment> segments) override {
+    MLA_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(config, range, segments));
+    opt_.emplace(std::move(opt));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<ClipResult> ClipGradNorm(float* grads, int64_t n, double max_norm,
+                                          Communicator* shard_comm) override {
+    return mla::ClipGradNorm(absl::MakeSpan(grads, static_cast<size_t>(n)), max_norm, shard_comm);
+  }
+  void OptimizerStep(float* params_range, const float* grads_range, float lr) override {
+    opt_->Step(params_range, grads_range, lr);
+  }
+  int64_t optimizer_step() const override { return opt_->step(); }
+  void set_optimizer_step(int64_t step) override { opt_->set_step(step); }
+  absl::Span<const float> MomentsOnHost(AdamMoment which, int64_t offset, int64_t n,
+                                        std::vector<float>*) override {
+    return (which == AdamMoment::kM ? opt_->m() : opt_->v()).subspan(offset, n);
+  }
+  absl::Status LoadMoments(AdamMoment which,
+                           const std::function<absl::Status(absl::Span<float>)>& fill) override {
+    return fill(which == AdamMoment::kM ? opt_->mutable_m() : opt_->mutable_v());
+  }
+
+ private:
+  Communicator* comm_;
+  CpuKernels kernels_;
+  std::optional<AdamW> opt_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainingDevice> CreateCpuTrainingDevice(Communicator* host_comm) {
+  return std::make_unique<CpuTrainingDevice>(host_comm);
+}
+
+absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateTrainingDevice(absl::string_view name,
+                                                                     Communicator* host_comm) {
+  if (name == "cpu") return CreateCpuTrainingDevice(host_comm);
+  if (name == "cuda") return CreateCudaTrainingDevice(host_comm);
+  return absl::InvalidArgumentError(absl::StrCat("device=", name, ": expected cpu or cuda"));
+}
+
+}  // namespace mla

@@ -1,0 +1,92 @@
+#pragma once
+// TrainingDevice: what the training loop (runtime/trainer.cc) needs from the
+// device it trains on, beyond the model's Kernels: the communicator for
+// buffers in the kernels' memory (gradient buckets, ZeRO-1 reduce-scatter and
+// all-gather), global-norm clipping, AdamW with its moments, and a start-up
+// check that the run fits. One implementation per device:
+//
+//   cpu   CpuKernels, the host Communicator (MPI), optim/clip and optim/adamw
+//         on host memory (training_device.cc).
+//   cuda  CudaKernels on the rank's GPU, an NcclCommunicator on the kernels'
+//         stream, SumOfSquares + Scale clipping and CudaKernels::AdamWStep
+//         with device moments and a device decay mask
+//         (cuda_training_device.cc; builds without CUDA or NCCL compile
+//         no_cuda_training_device.cc, which reports why instead).
+//
+// Host scalars (loss sums, the stop flag, the norm's sum of squares) always
+// travel over the host communicator; only buffers in the kernels' memory use
+// buffer_comm(). Not thread safe; one per rank. The host communicator must
+// outlive the device.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "comm/communicator.h"
+#include "layers/kernels.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
+#include "runtime/memory_plan.h"
+#include "runtime/model_config.h"
+
+namespace mla {
+
+enum class AdamMoment { kM, kV };
+
+class TrainingDevice {
+ public:
+  virtual ~TrainingDevice() = default;
+
+  virtual absl::string_view name() const = 0;  // "cpu", "cuda"
+  virtual Kernels& kernels() = 0;
+  // Collectives over buffers in the kernels' memory.
+  virtual Communicator& buffer_comm() = 0;
+
+  // Before the model is allocated: devices with a fixed memory print the
+  // plan (when `print`) and fail with CheckMemoryPlanFits' message if it does
+  // not fit. The CPU answers OK.
+  virtual absl::Status CheckMemory(const ModelConfig& config, const MemoryPlanOptions& options,
+                                   bool print) = 0;
+  // Peak fp32 GEMM GFLOP/s of this device, measured, for MFU.
+  virtual double MeasurePeakGflops() = 0;
+
+  // AdamW over `range` of the flat parameter buffer (optim/adamw.h
+  // semantics); the moments start at zero, in the kernels' memory.
+  virtual absl::Status CreateOptimizer(const AdamWConfig& config, ElementRange range,
+                                       absl::Span<const DecaySegment> segments) = 0;
+  // Clips `grads` (n floats, kernels' memory; the whole buffer, or this
+  // rank's shard with shard_comm the host communicator) as optim/clip.h does.
+  virtual absl::StatusOr<ClipResult> ClipGradNorm(float* grads, int64_t n, double max_norm,
+                                                  Communicator* shard_comm) = 0;
+  // One AdamW update of the range; both pointers at the range's first element.
+  virtual void OptimizerStep(float* params_range, const float* grads_range, float lr) = 0;
+  virtual int64_t optimizer_step() const = 0;
+  virtual void set_optimizer_step(int64_t step) = 0;
+  // Moments [offset, offset + n) of the range (offset relative to its start)
+  // readable from the host (see runtime/host_staging.h for `staging`).
+  virtual absl::Span<const float> MomentsOnHost(AdamMoment which, int64_t offset, int64_t n,
+                                                std::vector<float>* staging) = 0;
+  // Fills the moments of the whole range through `fill` on a host span.
+  virtual absl::Status LoadMoments(
+      AdamMoment which, const std::function<absl::Status(absl::Span<float>)>& fill) = 0;
+};
+
+// The CPU device over `host_comm` (which must outlive it).
+std::unique_ptr<TrainingDevice> CreateCpuTrainingDevice(Communicator* host_comm);
+
+// The CUDA device: CudaKernels on this rank's GPU and an NcclCommunicator
+// over `host_comm` (collective). In a build without CUDA (or without NCCL)
+// returns Unimplemented naming what the build lacks; on a machine without a
+// usable GPU, CudaKernels::Create's error.
+absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm);
+
+// "cpu" or "cuda".
+absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateTrainingDevice(absl::string_view name,
+                                                                     Communicator* host_comm);
+
+}  // namespace mla

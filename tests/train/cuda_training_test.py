@@ -1,0 +1,132 @@
+"""End-to-end tests of `mla-train --device=cuda`.
+
+Run by ctest as `python3 cuda_training_test.py BUILD_DIR`. Without a visible
+GPU (nvidia-smi lists none) the GPU tests skip and one test checks that
+--device=cuda fails at start with a message naming the reason; the 2-rank
+test needs two GPUs.
+
+Tolerance of the first step's loss, CPU vs GPU: it depends only on the
+initial parameters and the first batch, so the two differ only by float32
+rounding in the forward pass: a relative error of at most about
+(L + 1) · K · eps32 with K the longest reduction (the vocabulary, 512 here)
+and L = 2 blocks: 3 · 512 · 1.2e-7 ≈ 1.8e-4.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.environ["MLA_BINARY_DIR"]
+TRAIN = os.path.join(BUILD, "launch", "mla-train")
+DATA_TOOL = os.path.join(BUILD, "tools", "mla-data", "mla-data")
+MPI_FLAGS = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+TMP = tempfile.mkdtemp(prefix="mla-cuda-train-test-")
+DATA = os.path.join(TMP, "data")
+FIRST_LOSS_REL_TOL = 3 * 512 * 1.2e-7
+
+
+def gpu_count():
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+GPUS = gpu_count()
+
+
+def setUpModule():
+    subprocess.run([DATA_TOOL, "all", "--count", "3000", "--vocab_size", "512", "--out", DATA],
+                   check=True, capture_output=True)
+
+
+def tearDownModule():
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+def run_train(out_dir, ranks=1, check=True, **overrides):
+    flags = {
+        "attention": "mla_rope", "n_layer": 2, "d_model": 32, "n_head": 4, "context_length": 32,
+        "kv_rank": 16, "rope_dim": 4, "train_data": f"{DATA}/train.bin",
+        "val_data": f"{DATA}/val.bin", "tokenizer": f"{DATA}/tokenizer.model",
+        "global_batch_tokens": 32 * 8, "micro_batch": 8, "steps": 10, "warmup_steps": 2,
+        "lr": 3e-3, "min_lr": 3e-4, "log_interval": 1, "eval_batches": 4, "out_dir": out_dir,
+        "peak_gflops": 1, "threads": 1,
+    }
+    flags.update(overrides)
+    cmd = [TRAIN] + [f"--{k}={v}" for k, v in flags.items()]
+    if ranks > 1:
+        cmd = ["mpirun"] + MPI_FLAGS + ["-np", str(ranks)] + cmd
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def losses(out_dir):
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        recs = [json.loads(line) for line in f]
+    return {r["step"]: r["loss"] for r in recs if "loss" in r}
+
+
+class WithoutGpuTest(unittest.TestCase):
+    def test_device_cuda_fails_at_start_naming_the_reason(self):
+        if GPUS > 0:
+            self.skipTest("a GPU is visible")
+        proc = run_train(os.path.join(TMP, "nogpu"), check=False, device="cuda")
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("--device=cuda", proc.stderr)
+        self.assertFalse(os.path.exists(os.path.join(TMP, "nogpu", "checkpoints")))
+
+
+class GpuTrainingTest(unittest.TestCase):
+    def setUp(self):
+        if GPUS == 0:
+            self.skipTest("no CUDA device visible (nvidia-smi lists none)")
+
+    def assert_first_loss_matches_cpu(self, cpu_dir, gpu_dir):
+        lc, lg = losses(cpu_dir), losses(gpu_dir)
+        self.assertEqual(sorted(lc), sorted(lg))
+        self.assertLessEqual(abs(lc[1] - lg[1]), FIRST_LOSS_REL_TOL * lc[1], f"{lc[1]} vs {lg[1]}")
+        self.assertLess(lg[max(lg)], lg[1], "the GPU run does not learn")
+
+    def test_one_rank_trains_and_prints_the_memory_plan(self):
+        cpu, gpu = os.path.join(TMP, "cpu1"), os.path.join(TMP, "gpu1")
+        run_train(cpu)
+        proc = run_train(gpu, device="cuda")
+        self.assertIn("memory plan", proc.stdout)
+        self.assertIn("total", proc.stdout)
+        self.assert_first_loss_matches_cpu(cpu, gpu)
+        # The checkpoint is device-neutral: the CPU resumes it.
+        run_train(gpu, steps=12, resume="auto")
+        self.assertEqual(sorted(losses(gpu)), list(range(1, 13)))
+
+    def test_zero1_one_rank(self):
+        cpu, gpu = os.path.join(TMP, "cpuz"), os.path.join(TMP, "gpuz")
+        run_train(cpu, zero=1)
+        run_train(gpu, device="cuda", zero=1)
+        self.assert_first_loss_matches_cpu(cpu, gpu)
+
+    def test_two_ranks(self):
+        if GPUS < 2:
+            self.skipTest("two GPUs needed")
+        cpu, gpu = os.path.join(TMP, "cpu2"), os.path.join(TMP, "gpu2")
+        run_train(cpu, ranks=2, micro_batch=4)
+        run_train(gpu, ranks=2, micro_batch=4, device="cuda")
+        self.assert_first_loss_matches_cpu(cpu, gpu)
+        run_train(os.path.join(TMP, "gpu2z"), ranks=2, micro_batch=4, device="cuda", zero=1)
+
+    def test_a_run_too_large_for_the_gpu_fails_before_allocating(self):
+        proc = run_train(os.path.join(TMP, "huge"), check=False, device="cuda", n_layer=48,
+                         d_model=8192, n_head=64, kv_rank=1024, steps=1)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("GPU memory", proc.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
