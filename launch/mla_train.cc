@@ -65,6 +65,7 @@ ABSL_FLAG(int, ckpt_keep_last, 3, "Keep the newest K checkpoints.");
 ABSL_FLAG(int, ckpt_keep_every, 0, "Also keep every checkpoint whose step is a multiple of M (0: none).");
 ABSL_FLAG(std::string, resume, "", "Resume: 'auto' (newest complete checkpoint in out_dir, or start fresh), or a checkpoint file/directory.");
 // Devices.
+ABSL_FLAG(std::string, precision, "fp32", "GEMM precision: fp32, or bf16 (--device=cuda only: bf16 GEMM operands with fp32 accumulation; fp32 master weights, gradients and AdamW moments).");
 ABSL_FLAG(std::string, device, "cpu", "Device: cpu (CPU kernels, MPI) or cuda (one GPU per rank: CUDA kernels, NCCL, AdamW on the GPU; prints the GPU memory plan and stops early if it does not fit).");
 ABSL_FLAG(int, threads, 0, "OpenMP threads per rank (0: OMP_NUM_THREADS or all cores).");
 
@@ -127,12 +128,18 @@ absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
   o.resume = absl::GetFlag(FLAGS_resume);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.device = absl::GetFlag(FLAGS_device);
+  {
+    absl::StatusOr<mla::Precision> precision = mla::ParsePrecision(absl::GetFlag(FLAGS_precision));
+    if (!precision.ok()) return precision.status();
+    o.precision = *precision;
+  }
   for (const char* name :
        {"attention", "n_layer", "d_model", "n_head", "context_length", "kv_rank", "rope_dim",
         "q_rank", "latent_norm", "mlp_ratio", "tied_embeddings", "rope_theta", "train_data",
         "val_data", "tokenizer", "global_batch_tokens", "micro_batch", "steps", "token_budget",
         "lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "eps", "grad_clip",
-        "zero", "skip_nonfinite", "bucket_mb", "seed", "eval_interval", "eval_batches"}) {
+        "zero", "skip_nonfinite", "bucket_mb", "seed", "eval_interval", "eval_batches",
+        "device", "precision"}) {
     o.flag_record.emplace_back(name, absl::FindCommandLineFlag(name)->CurrentValue());
   }
   return o;

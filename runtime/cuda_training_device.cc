@@ -137,14 +137,30 @@ class CudaTrainingDevice final : public TrainingDevice {
   std::unique_ptr<cuda::CudaKernels> kernels_;
   std::unique_ptr<NcclCommunicator> nccl_;
   AdamWConfig config_;
+  // The bf16 weight copy GEMMs read (fp32: nothing to do): registered on the
+  // first call, recast after each update.
+  absl::Status ParametersChanged(const float* params, int64_t n) override {
+    if (params != registered_params_ || n != registered_count_) {
+      MLA_RETURN_IF_ERROR(kernels_->SetParameterBuffer(params, n));  // casts once
+      registered_params_ = params;
+      registered_count_ = n;
+      return absl::OkStatus();
+    }
+    kernels_->RefreshLowPrecisionWeights();
+    return absl::OkStatus();
+  }
+
   DeviceArray<float> m_, v_;
   DeviceArray<uint8_t> decay_;
+  const float* registered_params_ = nullptr;
+  int64_t registered_count_ = 0;
   int64_t step_ = 0;
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm) {
+absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm,
+                                                                         Precision precision) {
   // The kernels' stream must live on the GPU NCCL will drive, so the device
   // is chosen (the same rule NcclCommunicator::Create applies) before the
   // kernels exist. Every step is agreed on so no rank is left in a collective.
@@ -158,7 +174,7 @@ absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communi
   }
   std::unique_ptr<cuda::CudaKernels> kernels;
   if (local.ok()) {
-    absl::StatusOr<std::unique_ptr<cuda::CudaKernels>> created = cuda::CudaKernels::Create();
+    absl::StatusOr<std::unique_ptr<cuda::CudaKernels>> created = cuda::CudaKernels::Create(cuda::CudaKernelsOptions{precision});
     if (created.ok()) kernels = std::move(*created);
     else local = created.status();
   }

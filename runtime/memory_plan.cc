@@ -92,7 +92,7 @@ absl::StatusOr<MemoryPlan> ComputeMemoryPlan(const ModelConfig& config,
   const int64_t moments = o.zero_stage == 1 ? ShardRange(n, 0, o.world_size).size() : n;
   plan.optimizer_bytes = moments * 8;
   const ActivationCounts a = CountActivations(config, o.micro_batch, T);
-  plan.activation_bytes = a.tensor_values * (bf16 ? 2 : 4) + a.fp32_values * 4 + a.token_ids * 4;
+  plan.activation_bytes = (a.tensor_values + a.fp32_values + a.token_ids) * 4;
   plan.workspace_bytes = o.workspace_bytes;
   return plan;
 }
@@ -117,7 +117,7 @@ absl::Status CheckMemoryPlanFits(const MemoryPlan& plan, int64_t available_bytes
       std::begin(parts), std::end(parts), [](const auto& a, const auto& b) { return a.second < b.second; });
   return absl::FailedPreconditionError(absl::StrFormat(
       "the run needs %.1f MiB of GPU memory but %.1f MiB are available; the largest part is "
-      "%s (%.1f MiB): reduce the micro-batch or sequence length, use --precision=bf16 or "
+      "%s (%.1f MiB): reduce the micro-batch or sequence length, or use "
       "ZeRO-1 (--zero=1)",
       MiB(plan.total_bytes()), MiB(available_bytes), largest->first, MiB(largest->second)));
 }

@@ -8,8 +8,9 @@
 //
 // Precision: fp32 keeps everything in float. bf16 keeps fp32 master weights,
 // fp32 gradients and fp32 AdamW moments, adds a bf16 copy of the weights for
-// the matmuls, and stores activations in bf16 except the logits and per-row
-// statistics (fp32 for the loss and the normalisations).
+// the matmuls; activations stay fp32 (the bf16 path rounds GEMM operands into
+// per-call scratch, which the plan does not count; bf16 activation storage is
+// not supported yet).
 // ZeRO-1 shards the AdamW moments: a rank holds its ShardRange of them (the
 // plan uses the largest shard, rank 0's).
 //
@@ -36,7 +37,7 @@ struct MemoryPlanOptions {
 
 // Element counts of the activation buffers for one micro-batch.
 struct ActivationCounts {
-  int64_t tensor_values = 0;  // activations and their gradients (bf16 in bf16 mode)
+  int64_t tensor_values = 0;  // activations and their gradients
   int64_t fp32_values = 0;    // logits and per-row statistics (always fp32)
   int64_t token_ids = 0;      // int32 inputs and targets
 };

@@ -5,7 +5,7 @@
 
 namespace mla {
 
-absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator*) {
+absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator*, Precision) {
   return absl::UnimplementedError(absl::StrCat("--device=cuda: ", MLA_CUDA_TRAINING_MISSING));
 }
 

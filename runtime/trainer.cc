@@ -229,6 +229,7 @@ absl::Status Run::Setup() {
   plan.seq_len = shapes_.T;
   plan.zero_stage = o_.zero_stage;
   plan.world_size = world_;
+  plan.precision = o_.precision;
   MLA_RETURN_IF_ERROR(device_->CheckMemory(config_, plan, rank_ == 0));
   MLA_ASSIGN_OR_RETURN(model_, GptModel::Create(config_, &device_->kernels()));
   model_->Reserve(o_.micro_batch, shapes_.T);
@@ -286,6 +287,7 @@ absl::Status Run::Setup() {
   } else {
     model_->InitParameters(o_.seed);
   }
+  MLA_RETURN_IF_ERROR(device_->ParametersChanged(model_->params(), model_->num_params()));
   peak_gflops_ = o_.peak_gflops > 0 ? o_.peak_gflops : device_->MeasurePeakGflops();
 
   if (rank_ == 0) {
@@ -499,6 +501,7 @@ absl::Status Run::Loop() {
         MLA_RETURN_IF_ERROR(zero_->AllGatherParameters(absl::MakeSpan(model_->params(), total)));
         comm_s += Since(c2);
       }
+      MLA_RETURN_IF_ERROR(device_->ParametersChanged(model_->params(), total));
     } else {
       ++skipped_;
       if (rank_ == 0)
@@ -568,7 +571,7 @@ absl::Status RunTraining(const TrainOptions& options, Communicator* comm) {
   if (options.threads > 0) omp_set_num_threads(options.threads);
   MLA_RETURN_IF_ERROR(AgreeOnStatus(*comm, ValidateTrainOptions(options, comm->size())));
   absl::StatusOr<std::unique_ptr<TrainingDevice>> device =
-      CreateTrainingDevice(options.device, comm);
+      CreateTrainingDevice(options.device, options.precision, comm);
   // Every rank fails alike here (the CUDA device agrees internally).
   if (!device.ok()) return device.status();
   return RunTraining(options, comm, std::move(*device));

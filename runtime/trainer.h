@@ -53,6 +53,7 @@ struct TrainOptions {
   std::string resume;  // "", "auto" or a checkpoint path
   int threads = 0;     // OpenMP threads per rank; 0: leave as is
   std::string device = "cpu";  // "cpu" or "cuda" (runtime/training_device.h)
+  Precision precision = Precision::kFp32;  // bf16: CUDA GEMM operands only
   // Flag values as given, recorded in config.json and the checkpoint.
   std::vector<std::pair<std::string, std::string>> flag_record;
 };
@@ -62,7 +63,7 @@ absl::Status ValidateTrainOptions(const TrainOptions& options, int world_size);
 
 // Runs training to completion (or until SIGINT/SIGTERM, after which the
 // current step finishes, a checkpoint is written and Run returns OK).
-// The device is CreateTrainingDevice(options.device, comm).
+// The device is CreateTrainingDevice(options.device, options.precision, comm).
 absl::Status RunTraining(const TrainOptions& options, Communicator* comm);
 // The same on a given device (tests substitute one); `device` must use `comm`
 // as its host communicator.

@@ -41,6 +41,7 @@ class CpuTrainingDevice final : public TrainingDevice {
   }
   int64_t optimizer_step() const override { return opt_->step(); }
   void set_optimizer_step(int64_t step) override { opt_->set_step(step); }
+  absl::Status ParametersChanged(const float*, int64_t) override { return absl::OkStatus(); }
   absl::Span<const float> MomentsOnHost(AdamMoment which, int64_t offset, int64_t n,
                                         std::vector<float>*) override {
     return (which == AdamMoment::kM ? opt_->m() : opt_->v()).subspan(offset, n);
@@ -63,9 +64,17 @@ std::unique_ptr<TrainingDevice> CreateCpuTrainingDevice(Communicator* host_comm)
 }
 
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateTrainingDevice(absl::string_view name,
+                                                                     Precision precision,
                                                                      Communicator* host_comm) {
-  if (name == "cpu") return CreateCpuTrainingDevice(host_comm);
-  if (name == "cuda") return CreateCudaTrainingDevice(host_comm);
+  if (name == "cpu") {
+    if (precision != Precision::kFp32)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--precision=", PrecisionName(precision),
+          " is not supported with --device=cpu (the CPU kernels compute in fp32); use "
+          "--precision=fp32 or --device=cuda"));
+    return CreateCpuTrainingDevice(host_comm);
+  }
+  if (name == "cuda") return CreateCudaTrainingDevice(host_comm, precision);
   return absl::InvalidArgumentError(absl::StrCat("device=", name, ": expected cpu or cuda"));
 }
 

@@ -71,6 +71,11 @@ class TrainingDevice {
   // readable from the host (see runtime/host_staging.h for `staging`).
   virtual absl::Span<const float> MomentsOnHost(AdamMoment which, int64_t offset, int64_t n,
                                                 std::vector<float>* staging) = 0;
+  // Called with the whole parameter buffer after it was initialised or loaded
+  // and after every optimizer update (all-gather included): devices that keep
+  // a low-precision copy of the weights (cuda with --precision=bf16) refresh
+  // it here. The first call registers the buffer.
+  virtual absl::Status ParametersChanged(const float* params, int64_t n) = 0;
   // Fills the moments of the whole range through `fill` on a host span.
   virtual absl::Status LoadMoments(
       AdamMoment which, const std::function<absl::Status(absl::Span<float>)>& fill) = 0;
@@ -83,10 +88,12 @@ std::unique_ptr<TrainingDevice> CreateCpuTrainingDevice(Communicator* host_comm)
 // over `host_comm` (collective). In a build without CUDA (or without NCCL)
 // returns Unimplemented naming what the build lacks; on a machine without a
 // usable GPU, CudaKernels::Create's error.
-absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm);
+absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm,
+                                                                         Precision precision);
 
-// "cpu" or "cuda".
+// "cpu" (fp32 only) or "cuda" (fp32 or bf16 GEMMs).
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateTrainingDevice(absl::string_view name,
+                                                                     Precision precision,
                                                                      Communicator* host_comm);
 
 }  // namespace mla

@@ -71,7 +71,7 @@ TEST_P(CudaTrainingStepTest, WholeStepMatchesCpuWithinRounding) {
   const int B = 2, T = cfg.context_length, accum = 2;
   const float lr = 1e-2f, max_norm = 0.05f;  // small enough that clipping scales
   LocalCommunicator local;
-  auto device_or = CreateCudaTrainingDevice(&local);
+  auto device_or = CreateCudaTrainingDevice(&local, Precision::kFp32);
   ASSERT_TRUE(device_or.ok()) << device_or.status();
   TrainingDevice& gpu = **device_or;
   CpuKernels cpu_kernels;
@@ -137,7 +137,7 @@ TEST_P(CudaTrainingStepTest, WholeStepMatchesCpuWithinRounding) {
 TEST(CudaTrainingDevice, UsesDeviceMemoryAndFusedGeluEpilogues) {
   if (!cuda::DeviceAvailable()) GTEST_SKIP() << "no CUDA device visible; skipping GPU training";
   LocalCommunicator local;
-  auto device = CreateCudaTrainingDevice(&local);
+  auto device = CreateCudaTrainingDevice(&local, Precision::kFp32);
   ASSERT_TRUE(device.ok()) << device.status();
   EXPECT_TRUE((*device)->kernels().fuses_gelu_epilogues());
   EXPECT_FALSE((*device)->kernels().is_host());

@@ -68,6 +68,18 @@ class FakeTrainingDevice final : public TrainingDevice {
   }
   int64_t optimizer_step() const override { return opt_->step(); }
   void set_optimizer_step(int64_t step) override { opt_->set_step(step); }
+  // Records the parameters each call reports (a device holding a bf16 copy
+  // would recast them here).
+  absl::Status ParametersChanged(const float* params, int64_t n) override {
+    if (reported_ == nullptr) return absl::OkStatus();
+    std::vector<float> host(static_cast<size_t>(n));
+    kernels_.CopyToHost(host.data(), params, host.size() * sizeof(float));
+    reported_->push_back(std::move(host));
+    return absl::OkStatus();
+  }
+  // Collects the buffer of every ParametersChanged, in order, into `out`
+  // (which must outlive the device).
+  void RecordParameters(std::vector<std::vector<float>>* out) { reported_ = out; }
   absl::Span<const float> MomentsOnHost(AdamMoment which, int64_t offset, int64_t n,
                                         std::vector<float>*) override {
     return (which == AdamMoment::kM ? opt_->m() : opt_->v()).subspan(offset, n);
@@ -83,6 +95,7 @@ class FakeTrainingDevice final : public TrainingDevice {
   LocalCommunicator local_;  // world size 1: buffer collectives have nothing to do
   std::optional<AdamW> opt_;
   int* memory_checks_;
+  std::vector<std::vector<float>>* reported_ = nullptr;
 };
 
 class DevicePathTrainingTest : public ::testing::Test {
@@ -222,14 +235,46 @@ TEST_F(DevicePathTrainingTest, ZeroOneOnTheDevicePathEqualsTheCpuDevice) {
                        dir_ + "/fake_zero/checkpoints/ckpt-6.h5", cpu.model);
 }
 
+TEST_F(DevicePathTrainingTest, ParametersChangedFollowsInitialisationAndEveryUpdate) {
+  // A bf16 device recasts its weight copy in ParametersChanged, so the loop
+  // must report the buffer once after initialisation and after each of the
+  // 6 updates, each time holding that step's parameters.
+  TrainOptions cpu = Options("cpu_reported");
+  cpu.ckpt_every = 1;
+  cpu.ckpt_keep_last = 6;
+  ASSERT_TRUE(RunTraining(cpu, comm_, CreateCpuTrainingDevice(comm_)).ok());
+  int checks = 0;
+  std::vector<std::vector<float>> reported;
+  auto fake = std::make_unique<FakeTrainingDevice>(&checks);
+  fake->RecordParameters(&reported);
+  absl::Status s = RunTraining(Options("fake_reported"), comm_, std::move(fake));
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_EQ(reported.size(), 7u);
+  const int64_t n = BuildParameterLayout(cpu.model).total;
+  for (int step = 1; step <= 6; ++step)
+    EXPECT_EQ(reported[step], ReadFlat(dir_ + "/cpu_reported/checkpoints/ckpt-" +
+                                           std::to_string(step) + ".h5",
+                                       ckpt::FlatBuffer::kParams, n))
+        << "parameters reported after update " << step;
+  EXPECT_NE(reported[0], reported[1]) << "the first report is the initialised buffer";
+}
+
 TEST_F(DevicePathTrainingTest, CudaDeviceAnswersClearlyWhereItCannotRun) {
   // Without a GPU (or without CUDA in the build) --device=cuda fails at
   // start with a message naming the reason; with one it starts.
-  auto device = CreateTrainingDevice("cuda", comm_);
+  auto device = CreateTrainingDevice("cuda", Precision::kFp32, comm_);
   if (device.ok()) GTEST_SKIP() << "a CUDA device is usable here";
   EXPECT_NE(device.status().message().find("--device=cuda"), absl::string_view::npos)
       << device.status();
-  EXPECT_FALSE(CreateTrainingDevice("tpu", comm_).ok());
+  EXPECT_FALSE(CreateTrainingDevice("tpu", Precision::kFp32, comm_).ok());
+}
+
+TEST_F(DevicePathTrainingTest, Bf16OnTheCpuIsRefusedWithAMessage) {
+  auto device = CreateTrainingDevice("cpu", Precision::kBf16, comm_);
+  ASSERT_FALSE(device.ok());
+  EXPECT_NE(device.status().message().find("--precision=bf16 is not supported with --device=cpu"),
+            absl::string_view::npos)
+      << device.status();
 }
 
 }  // namespace
