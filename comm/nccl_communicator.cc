@@ -9,15 +9,12 @@
 #include "base/status_macros.h"
 #include "comm/nccl_bootstrap.h"
 #include "glog/logging.h"
+#include "layers/cuda/cuda_check.h"
 
 namespace mla {
 namespace {
 
-absl::Status Cuda(cudaError_t e, const char* call) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(call, ": ", cudaGetErrorName(e), " (",
-                                          cudaGetErrorString(e), ")"));
-}
+absl::Status Cuda(cudaError_t e, const char* call) { return cuda::CudaStatus(e, call); }
 
 absl::StatusOr<ncclRedOp_t> ToNccl(ReduceOp op, bool floating) {
   switch (op) {

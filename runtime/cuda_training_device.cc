@@ -12,6 +12,7 @@
 #include "comm/nccl_bootstrap.h"
 #include "comm/nccl_communicator.h"
 #include "glog/logging.h"
+#include "layers/cuda/cuda_check.h"
 #include "layers/cuda/cuda_kernels.h"
 #include "layers/device_array.h"
 #include "layers/math/adamw_math.h"
@@ -21,11 +22,7 @@
 namespace mla {
 namespace {
 
-absl::Status Cuda(cudaError_t e, const char* call) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(call, ": ", cudaGetErrorName(e), " (",
-                                          cudaGetErrorString(e), ")"));
-}
+absl::Status Cuda(cudaError_t e, const char* call) { return cuda::CudaStatus(e, call); }
 
 class CudaTrainingDevice final : public TrainingDevice {
  public:

@@ -25,19 +25,12 @@
 
 #include "glog/logging.h"
 #include "layers/cpu/cpu_kernels.h"
+#include "layers/cpu/sgemm.h"
 #include "layers/math/activation_math.h"
 #include "oneapi/dnnl/dnnl.h"
 
 namespace mla {
 namespace {
-
-// Row-major sgemm. Inside an OpenMP region oneDNN runs it on the calling
-// thread; outside it uses its own threads.
-void Sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  const dnnl_status_t st = dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  CHECK_EQ(st, dnnl_success) << "dnnl_sgemm failed";
-}
 
 // Softmax over row r's first limit(r)+1 entries; the rest of the row becomes 0
 // so a following product over the whole row ignores masked positions.

@@ -11,18 +11,11 @@
 
 #include "glog/logging.h"
 #include "layers/math/activation_math.h"
+#include "layers/cpu/sgemm.h"
 #include "oneapi/dnnl/dnnl.h"
 
 namespace mla {
 namespace {
-
-// Row-major sgemm through oneDNN's BLAS-like entry point. Called inside
-// OpenMP regions, where oneDNN runs it on the calling thread.
-void Sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  const dnnl_status_t st = dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  CHECK_EQ(st, dnnl_success) << "dnnl_sgemm failed";
-}
 
 // Softmax over the first `valid` entries of a score row, zeros in
 // [valid, width). Each loop has one plain bound so it vectorises (a masked

@@ -2,48 +2,13 @@
 #include <cuda_runtime.h>
 
 #include "layers/cuda/decode_kernels.h"
+#include "layers/cuda/reduce.cuh"
 #include "layers/math/activation_math.h"
 
 namespace mla::cuda::launch {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kWarp = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
-
-int Blocks(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
-
-__device__ float WarpSum(float v) {
-  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
-
-__device__ float WarpMax(float v) {
-  for (int o = kWarp / 2; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
-  return v;
-}
-
-// Block-wide reductions (blockDim.x a multiple of 32); every thread gets the
-// result. `shared` holds 32 floats.
-__device__ float BlockSum(float v, float* shared) {
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  v = WarpSum(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < static_cast<int>(blockDim.x / kWarp) ? shared[lane] : 0.0f;
-  return WarpSum(v);
-}
-
-__device__ float BlockMax(float v, float* shared) {
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  v = WarpMax(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < static_cast<int>(blockDim.x / kWarp) ? shared[lane] : -INFINITY;
-  return WarpMax(v);
-}
 
 // The segment s with row0[s] ≤ r < row0[s + 1].
 __device__ int SegmentOf(const int32_t* row0, int S, int64_t r) {

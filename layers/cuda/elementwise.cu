@@ -1,12 +1,11 @@
 #include <cuda_runtime.h>
 
 #include "layers/cuda/elementwise_launch.h"
+#include "layers/cuda/reduce.cuh"
 #include "layers/math/activation_math.h"
 
 namespace mla::cuda::launch {
 namespace {
-
-int Blocks(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
 
 __global__ void GeluForwardKernel(const float* u, float* h, int64_t n) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;

@@ -9,51 +9,14 @@
 #include <cuda_runtime.h>
 
 #include "layers/cuda/kernels_launch.h"
+#include "layers/cuda/reduce.cuh"
 #include "layers/math/activation_math.h"
 
 namespace mla::cuda::launch {
 namespace {
 
 constexpr int kRowThreads = 256;
-constexpr int kWarp = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
 constexpr float kNormEps = 1e-5f;  // docs/model.md: LN and RMSNorm eps
-
-int Blocks(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
-
-__device__ float WarpSum(float v) {
-  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
-
-__device__ float WarpMax(float v) {
-  for (int o = kWarp / 2; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
-  return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets
-// the result. `shared` holds 32 floats.
-__device__ float BlockSum(float v, float* shared) {
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  v = WarpSum(v);
-  __syncthreads();  // `shared` may still be read from a previous call
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  const int warps = blockDim.x / kWarp;
-  v = lane < warps ? shared[lane] : 0.0f;
-  return WarpSum(v);
-}
-
-__device__ float BlockMax(float v, float* shared) {
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  v = WarpMax(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  const int warps = blockDim.x / kWarp;
-  v = lane < warps ? shared[lane] : -INFINITY;
-  return WarpMax(v);
-}
 
 __global__ void LayerNormForwardKernel(const float* x, const float* w, const float* b, float* y,
                                        float* mean, float* rstd, int64_t C) {
