@@ -16,6 +16,7 @@
 #include "layers/cuda/elementwise.h"
 #include "layers/math/bf16_math.h"
 #include "tests/cuda/bf16_reference.h"
+#include "tests/cuda/device_vector.h"
 
 namespace mla::cuda {
 namespace {
@@ -23,27 +24,7 @@ namespace {
 using namespace bf16_reference;
 
 template <typename T>
-class Dev {
- public:
-  explicit Dev(const std::vector<T>& host) : n_(host.size()) {
-    buf_ = *DeviceBuffer<T>::Allocate(static_cast<int64_t>(std::max<size_t>(n_, 1)));
-    Upload(host);
-  }
-  void Upload(const std::vector<T>& host) {
-    if (n_ > 0) cudaMemcpy(buf_.data(), host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice);
-  }
-  T* get() { return buf_.data(); }
-  std::vector<T> Host() {
-    std::vector<T> out(n_);
-    cudaDeviceSynchronize();
-    if (n_ > 0) cudaMemcpy(out.data(), buf_.data(), n_ * sizeof(T), cudaMemcpyDeviceToHost);
-    return out;
-  }
-
- private:
-  size_t n_;
-  DeviceBuffer<T> buf_;
-};
+using Dev = cuda::testing::DeviceVector<T>;
 
 // |got − want| ≤ tol[i] for every i; reports the first few violations.
 void ExpectWithin(const std::vector<float>& got, const std::vector<double>& want,

@@ -19,6 +19,7 @@
 #include "layers/cpu/cpu_kernels.h"
 #include "layers/cuda/cuda_kernels.h"
 #include "layers/cuda/elementwise.h"
+#include "tests/cuda/device_vector.h"
 
 namespace mla::cuda {
 namespace {
@@ -26,24 +27,7 @@ namespace {
 constexpr double kU = 1.0 / (1 << 24);  // fp32 unit roundoff
 
 template <typename T>
-class Dev {
- public:
-  explicit Dev(const std::vector<T>& host) : n_(host.size()) {
-    buf_ = *DeviceBuffer<T>::Allocate(static_cast<int64_t>(std::max<size_t>(n_, 1)));
-    if (n_ > 0) cudaMemcpy(buf_.data(), host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice);
-  }
-  T* get() { return buf_.data(); }
-  std::vector<T> Host() {
-    std::vector<T> out(n_);
-    cudaDeviceSynchronize();
-    if (n_ > 0) cudaMemcpy(out.data(), buf_.data(), n_ * sizeof(T), cudaMemcpyDeviceToHost);
-    return out;
-  }
-
- private:
-  size_t n_;
-  DeviceBuffer<T> buf_;
-};
+using Dev = cuda::testing::DeviceVector<T>;
 
 std::vector<float> Random(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
   std::mt19937 rng(seed);

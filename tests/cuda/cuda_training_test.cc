@@ -33,19 +33,10 @@ namespace {
 
 constexpr double kU = 1.0 / (1 << 24);
 
-struct Batch {
-  std::vector<int32_t> in, tg;
-};
+using Batch = testing::TokenBatch;
 
 Batch MakeBatch(const ModelConfig& cfg, int B, int T, uint64_t seed) {
-  const std::vector<int32_t> tok = testing::RandomTokens(B * (T + 1), cfg.vocab_size, seed);
-  Batch b;
-  for (int r = 0; r < B; ++r)
-    for (int t = 0; t < T; ++t) {
-      b.in.push_back(tok[r * (T + 1) + t]);
-      b.tg.push_back(tok[r * (T + 1) + t + 1]);
-    }
-  return b;
+  return testing::MakeTokenBatch(cfg.vocab_size, B, T, seed);
 }
 
 double ForwardBackward(GptModel& model, int B, int T, int accum) {

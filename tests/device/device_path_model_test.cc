@@ -20,19 +20,10 @@ namespace {
 
 using testing::FakeDeviceKernels;
 
-struct Batch {
-  std::vector<int32_t> in, tg;
-};
+using Batch = testing::TokenBatch;
 
 Batch MakeBatch(const ModelConfig& cfg, int B, int T, uint64_t seed) {
-  const std::vector<int32_t> tok = testing::RandomTokens(B * (T + 1), cfg.vocab_size, seed);
-  Batch b;
-  for (int r = 0; r < B; ++r)
-    for (int t = 0; t < T; ++t) {
-      b.in.push_back(tok[r * (T + 1) + t]);
-      b.tg.push_back(tok[r * (T + 1) + t + 1]);
-    }
-  return b;
+  return testing::MakeTokenBatch(cfg.vocab_size, B, T, seed);
 }
 
 std::unique_ptr<GptModel> MakeModel(const ModelConfig& cfg, Kernels* kernels) {

@@ -59,4 +59,20 @@ inline std::vector<int32_t> RandomTokens(int n, int vocab, uint64_t seed) {
   return t;
 }
 
+// Inputs and next-token targets of B random sequences of T tokens.
+struct TokenBatch {
+  std::vector<int32_t> in, tg;
+};
+
+inline TokenBatch MakeTokenBatch(int vocab, int B, int T, uint64_t seed) {
+  const std::vector<int32_t> tok = RandomTokens(B * (T + 1), vocab, seed);
+  TokenBatch b;
+  for (int r = 0; r < B; ++r)
+    for (int t = 0; t < T; ++t) {
+      b.in.push_back(tok[r * (T + 1) + t]);
+      b.tg.push_back(tok[r * (T + 1) + t + 1]);
+    }
+  return b;
+}
+
 }  // namespace mla::testing
