@@ -9,11 +9,11 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "base/safe_output.h"
 #include "base/status_macros.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/hdf5_util.h"
 #include "checkpoint/integrity.h"
-#include "checkpoint/posix_fd.h"
 #include "glog/logging.h"
 #include "mla/version.h"
 

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/safe_output.h"
 #include "base/status_macros.h"
 #include "runtime/data/mapped_file.h"
 
