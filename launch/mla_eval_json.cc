@@ -203,7 +203,10 @@ const Value* Value::Find(absl::string_view key) const {
 
 absl::StatusOr<Value> Parse(absl::string_view text) { return Parser(text).ParseDocument(); }
 
-std::string Quote(absl::string_view s) {
+std::string Quote(absl::string_view raw) {
+  // Generated text can end inside a multi-byte character (a byte-level
+  // piece); the output stays valid UTF-8.
+  const std::string s = ToValidUtf8(raw);
   std::string out = "\"";
   for (const char ch : s) {
     const unsigned char c = static_cast<unsigned char>(ch);

@@ -34,6 +34,15 @@ TEST(JsonTest, QuoteRoundTripsThroughParse) {
   EXPECT_EQ(json::Parse(json::Number(0.1))->number, 0.1);
 }
 
+// Generated text cut inside a multi-byte character, or raw bytes: each byte
+// that is not part of a valid sequence becomes U+FFFD ("\xEF\xBF\xBD").
+TEST(JsonTest, QuoteRepairsInvalidUtf8) {
+  EXPECT_EQ(json::Quote("caf\xc3"), "\"caf\xEF\xBF\xBD\"");
+  EXPECT_EQ(json::Quote("a\xff\xfe b"), "\"a\xEF\xBF\xBD\xEF\xBF\xBD b\"");
+  EXPECT_EQ(json::Quote("\xed\xa0\x80"), "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");  // a surrogate
+  EXPECT_EQ(json::Quote("\xf0\x9f\x98\x80 ok"), "\"\xf0\x9f\x98\x80 ok\"");
+}
+
 TEST(TextMetricsTest, DistinctRepetitionAndLengthsByHand) {
   // Words: "the cat saw the cat saw the cat" (8 words): distinct-1 3/8,
   // bigrams 7 with 3 distinct; 4-grams 5, of which "the cat saw the" and
