@@ -10,20 +10,15 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/base/temp_dir_test.h"
 
 namespace mla {
 namespace {
 
-class CliTest : public ::testing::Test {
+class CliTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/mla-cli-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string WriteFile(const std::string& name, const std::string& text) {
-    const std::string path = dir_ + "/" + name;
+    const std::string path = Path(name);
     std::ofstream(path, std::ios::binary) << text;
     return path;
   }
@@ -33,7 +28,6 @@ class CliTest : public ::testing::Test {
     for (std::string& a : args) argv.push_back(a.data());
     return CheckFlagfiles(static_cast<int>(argv.size()), argv.data());
   }
-  std::string dir_;
 };
 
 TEST_F(CliTest, UnixFlagfileIsAccepted) {

@@ -12,19 +12,13 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/base/temp_dir_test.h"
 
 namespace mla {
 namespace {
 
-class SafeOutputTest : public ::testing::Test {
+class SafeOutputTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/mla-safe-output-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   static std::string Read(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     std::stringstream ss;
@@ -34,7 +28,6 @@ class SafeOutputTest : public ::testing::Test {
   static void Write(const std::string& path, const std::string& text) {
     std::ofstream(path, std::ios::binary) << text;
   }
-  std::string dir_;
 };
 
 TEST_F(SafeOutputTest, WriteFileAtomicallyReplacesContentAndLeavesNoTemporary) {

@@ -7,6 +7,7 @@ Run by ctest as `python3 reliability_test.py BUILD_DIR [TestClass ...]`; each
 ctest entry runs one class. Models, data and helpers are fault_test.py's
 (tiny: 2 blocks, T=32).
 """
+import contextlib
 import json
 import os
 import signal
@@ -219,27 +220,37 @@ def three_rank_flags(**overrides):
     return dict(dict(global_batch_tokens=32 * 12, micro_batch=2), **overrides)
 
 
+@contextlib.contextmanager
+def three_rank_job(test, out, min_steps, **overrides):
+    """`mpirun -np 3 mla-train` running past `min_steps` logged steps: yields
+    the mpirun process and {rank: pid}; the job is killed on the way out if
+    it still runs."""
+    proc = subprocess.Popen(ft.train_cmd(out, ranks=3, **three_rank_flags(**overrides)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+                            start_new_session=True)
+    try:
+        ft.wait_for(lambda: ft.logged_steps(out) >= min_steps or proc.poll() is not None, 120,
+                    f"{min_steps} steps")
+        test.assertIsNone(proc.poll(), "the job ended before the fault")
+        ranks = {ft.rank_of(p): p for p in ft.children(proc.pid)}
+        test.assertEqual(sorted(ranks), [0, 1, 2], ranks)
+        yield proc, ranks
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 class ThreeRankKillTest(unittest.TestCase):
     def test_killing_one_of_three_ranks_ends_the_job_and_resume_works(self):
         out = tmp("kill3")
-        proc = subprocess.Popen(ft.train_cmd(out, ranks=3, **three_rank_flags(steps=400, ckpt_every=3)),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
-                                start_new_session=True)
-        try:
-            ft.wait_for(lambda: ft.logged_steps(out) >= 5 or proc.poll() is not None, 120, "5 steps")
-            self.assertIsNone(proc.poll(), "the job ended before the fault")
-            ranks = {ft.rank_of(p): p for p in ft.children(proc.pid)}
-            self.assertEqual(sorted(ranks), [0, 1, 2], ranks)
+        with three_rank_job(self, out, 5, steps=400, ckpt_every=3) as (proc, ranks):
             t0 = time.time()
             os.kill(ranks[2], signal.SIGKILL)
             try:
                 proc.communicate(timeout=30)
             except subprocess.TimeoutExpired:
                 self.fail("the job hung for 30 s after one of 3 ranks was killed")
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
         self.assertNotEqual(proc.returncode, 0)
         ft.wait_for(lambda: not any(ft.alive(p) for p in ranks.values()),
                     max(0.0, t0 + 30 - time.time()), "every rank to end")
@@ -258,14 +269,8 @@ class ThreeRankStopTest(unittest.TestCase):
 
     def test_a_stopped_rank_is_named_within_the_collective_timeout(self):
         out = tmp("stop3")
-        proc = subprocess.Popen(ft.train_cmd(out, ranks=3, **three_rank_flags(
-            steps=100000, collective_timeout=self.TIMEOUT_S)), stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
-        try:
-            ft.wait_for(lambda: ft.logged_steps(out) >= 3 or proc.poll() is not None, 120, "3 steps")
-            self.assertIsNone(proc.poll(), "the job ended before the fault")
-            ranks = {ft.rank_of(p): p for p in ft.children(proc.pid)}
-            self.assertEqual(sorted(ranks), [0, 1, 2], ranks)
+        with three_rank_job(self, out, 3, steps=100000,
+                            collective_timeout=self.TIMEOUT_S) as (proc, ranks):
             t0 = time.time()
             os.kill(ranks[1], signal.SIGSTOP)
             try:
@@ -273,14 +278,12 @@ class ThreeRankStopTest(unittest.TestCase):
             except subprocess.TimeoutExpired:
                 self.fail(f"no end within --collective_timeout={self.TIMEOUT_S} + 10 s")
             elapsed = time.time() - t0
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
         print(f"stop3: job ended {elapsed:.2f} s after SIGSTOP, exit {proc.returncode}; stderr:\n"
               f"{stderr.strip()}", flush=True)
         self.assertNotEqual(proc.returncode, 0)
         self.assertRegex(stderr, r"no progress for \d+ s .*silent: rank 1\b")
+        # The job's end takes every rank with it, the stopped one included.
+        ft.wait_for(lambda: not any(ft.alive(p) for p in ranks.values()), 10, "every rank to end")
 
 
 class ThreeRankResumeTest(unittest.TestCase):

@@ -15,26 +15,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/base/temp_dir_test.h"
 
 namespace mla {
 namespace {
 
-class RunLockTest : public ::testing::Test {
+class RunLockTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/mla-run-lock-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string LockFileText() const {
     std::ifstream in(dir_ + "/run/" + RunDirLock::kFileName);
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
   }
-  std::string run() const { return dir_ + "/run"; }
-  std::string dir_;
+  std::string run() const { return Path("run"); }
 };
 
 TEST_F(RunLockTest, AcquireCreatesTheDirectoryAndRecordsTheHolder) {
