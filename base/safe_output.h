@@ -133,6 +133,21 @@ class AtomicFile {
 
   const std::string& path() const { return path_; }
   absl::Status Append(absl::string_view bytes) { return WriteAll(fd_.get(), bytes, tmp_); }
+  // Rewrites bytes already appended, at `offset` (e.g. a header whose fields
+  // are known only at the end).
+  absl::Status Overwrite(off_t offset, absl::string_view bytes) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::pwrite(fd_.get(), bytes.data() + done, bytes.size() - done,
+                                 offset + static_cast<off_t>(done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoError("write failed on", tmp_);
+      }
+      done += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
   // fsync → close → rename onto path() → fsync of the directory.
   absl::Status Commit() {
     if (::fsync(fd_.get()) != 0) return ErrnoError("fsync failed on", tmp_);

@@ -51,6 +51,16 @@ TEST_F(SafeOutputTest, UncommittedFileLeavesTheFinalPathUntouched) {
   EXPECT_FALSE(std::filesystem::exists(p + ".tmp"));
 }
 
+TEST_F(SafeOutputTest, OverwriteRewritesAHeaderBeforeCommit) {
+  const std::string p = Path("shard.bin");
+  absl::StatusOr<AtomicFile> f = AtomicFile::Create(p);
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_TRUE(f->Append("0000payload").ok());
+  ASSERT_TRUE(f->Overwrite(0, "HEAD").ok());
+  ASSERT_TRUE(f->Commit().ok());
+  EXPECT_EQ(Read(p), "HEADpayload");
+}
+
 TEST_F(SafeOutputTest, CreateInMissingDirectoryNamesPathAndErrno) {
   absl::StatusOr<AtomicFile> f = AtomicFile::Create(Path("no-such-dir/out.json"));
   ASSERT_FALSE(f.ok());
