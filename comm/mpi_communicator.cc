@@ -172,11 +172,11 @@ absl::Status MpiCommunicator::Complete(MPI_Request* request, absl::string_view c
     const double waited =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (waited > timeout_s_) AbortNamingSilentRanks(call, waited);
-    // Spin briefly (collectives usually finish within microseconds), then
-    // poll gently instead of burning a core while a peer computes.
-    if (waited > 1e-3)
-      std::this_thread::sleep_for(waited > 0.1 ? std::chrono::microseconds(500)
-                                               : std::chrono::microseconds(20));
+    // Non-blocking collectives progress only inside MPI calls, so poll
+    // without pause as a blocking collective would; a wait past a second is
+    // already abnormal (a slow or stopped peer): then poll gently instead of
+    // burning a core.
+    if (waited > 1.0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 
