@@ -5,9 +5,15 @@
 // the strict checks around Abseil's parser: a flagfile with Windows (CR LF)
 // line endings would hand every value a trailing '\r', and an argument that is
 // not a flag (e.g. the "false" of `--tied_embeddings false`, which Abseil
-// reads as `--tied_embeddings` followed by a stray word) would be ignored.
+// reads as `--tied_embeddings` followed by a stray word) would be ignored;
+// and --threads capped at the CPUs the process may use.
+#include <sched.h>
+
+#include <algorithm>
 #include <cstddef>
+#include <cstdio>
 #include <fstream>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -92,6 +98,23 @@ inline absl::Status CheckNoStrayArguments(const std::vector<char*>& positional) 
       "unexpected argument '", positional[1],
       "': every option is a flag --name=value (a boolean is --name, --noname or "
       "--name=true|false; `--name false` is --name followed by a stray word)"));
+}
+
+// The CPUs this process may run on (its affinity mask: taskset, cgroup cpusets).
+inline int AvailableCpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+// A --threads value above AvailableCpus() (which would oversubscribe, or
+// crash OpenMP with absurd values) capped there, with a warning on stderr.
+inline int CapThreads(int requested, const char* program) {
+  const int cpus = AvailableCpus();
+  if (requested <= cpus) return requested;
+  std::fprintf(stderr, "%s: warning: --threads=%d capped at the %d CPUs available\n", program,
+               requested, cpus);
+  return cpus;
 }
 
 }  // namespace mla

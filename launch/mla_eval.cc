@@ -108,7 +108,8 @@ ABSL_FLAG(std::string, device, "cpu",
           "step for sampling on the host).");
 ABSL_FLAG(int, threads, 0,
           "OpenMP threads (0 = OMP_NUM_THREADS or all cores). On a machine shared with other "
-          "jobs, 1 avoids threads spinning at barriers while another is descheduled.");
+          "jobs, 1 avoids threads spinning at barriers while another is descheduled. More than "
+          "the CPUs this process may run on are capped, with a warning.");
 
 namespace mla {
 namespace {
@@ -807,7 +808,8 @@ absl::Status Run(Communicator& comm) {
   if (!absl::GetFlag(FLAGS_random_init_config).empty() && task != "report")
     return absl::InvalidArgumentError("--random_init_config is for --task=report only");
   if (absl::GetFlag(FLAGS_threads) < 0) return absl::InvalidArgumentError("--threads must be >= 0");
-  if (absl::GetFlag(FLAGS_threads) > 0) omp_set_num_threads(absl::GetFlag(FLAGS_threads));
+  if (absl::GetFlag(FLAGS_threads) > 0)
+    omp_set_num_threads(CapThreads(absl::GetFlag(FLAGS_threads), "mla-eval"));
   MLA_RETURN_IF_ERROR(CheckOutputs());
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned, CreateKernels(absl::GetFlag(FLAGS_device)));
   Kernels* kernels = owned.get();

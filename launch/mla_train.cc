@@ -1,13 +1,10 @@
 // mla-train: trains a GPT with MHA / MLA attention, data-parallel over MPI
 // ranks. `mpirun -np N mla-train --flagfile=recipes/X.flags [--flag=...]`, or
 // without mpirun as one rank.
-#include <sched.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "base/cli.h"
@@ -86,25 +83,13 @@ ABSL_FLAG(std::vector<std::string>, allow_resume_change, {},
 
 namespace {
 
-// The CPUs this process may run on (its affinity mask: taskset, cgroup cpusets).
-int AvailableCpus() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-}
-
 // The reliability block of the options: limits checked before anything runs.
 absl::Status ApplyReliabilityFlags(mla::TrainOptions* o) {
   if (!(absl::GetFlag(FLAGS_collective_timeout) >= 0))
     return absl::InvalidArgumentError("collective_timeout must be >= 0 seconds (0: none)");
   if (o->threads < 0)
     return absl::InvalidArgumentError(absl::StrCat("threads=", o->threads, ": must be >= 0"));
-  const int cpus = AvailableCpus();
-  if (o->threads > cpus) {
-    std::fprintf(stderr, "mla-train: warning: --threads=%d capped at the %d CPUs available\n",
-                 o->threads, cpus);
-    o->threads = cpus;
-  }
+  o->threads = mla::CapThreads(o->threads, "mla-train");
   o->allow_resume_change = absl::GetFlag(FLAGS_allow_resume_change);
   return absl::OkStatus();
 }

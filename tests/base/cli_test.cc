@@ -63,5 +63,13 @@ TEST_F(CliTest, StrayArgumentIsRefusedAndNamed) {
   EXPECT_NE(s.message().find("'false'"), std::string::npos) << s;
 }
 
+TEST(CapThreadsTest, ThreadsBeyondTheAffinityMaskAreCapped) {
+  cpu_set_t set;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  EXPECT_EQ(AvailableCpus(), CPU_COUNT(&set));
+  EXPECT_EQ(CapThreads(1, "test"), 1);
+  EXPECT_EQ(CapThreads(100000, "test"), CPU_COUNT(&set));
+}
+
 }  // namespace
 }  // namespace mla
