@@ -320,7 +320,8 @@ class OtherFormatsTest(unittest.TestCase):
         write_version_1(FIXTURES["mla"]["ckpt"], path)
         ckpt = open_checkpoint(path)
         self.assertEqual(ckpt.format_version, 1)
-        self.assert_same_model(GPT.from_checkpoint(path), GPT.from_checkpoint(FIXTURES["mla"]["ckpt"]))
+        self.assert_same_model(GPT.from_checkpoint(path),
+                               GPT.from_checkpoint(FIXTURES["mla"]["ckpt"]))
 
     def test_a_damaged_chunk_of_a_version_1_file_is_refused(self):
         path = os.path.join(self.dir, "ckpt-1.h5")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import ConfigError, ModelConfig, parameter_layout
+from .config import ConfigError, ModelConfig, parameter_layout, plain_value
 
 HEADER_BYTES = 4096
 HEADER_MAGIC = b"\x89MLACKPT"
@@ -209,20 +209,6 @@ def seal(path):
         f.write(encode_integrity_header(file_bytes, digest))
 
 
-def _attr(value):
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value[()]
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
-
-
 def _model_config(path, values):
     try:
         return ModelConfig.from_dict(values)
@@ -255,7 +241,7 @@ def _read_hdf5(path, version, metadata):
     import h5py
     try:
         with h5py.File(path, "r") as f:
-            root = {k: _attr(v) for k, v in f.attrs.items()}
+            root = {k: plain_value(v) for k, v in f.attrs.items()}
             if root.get("format") != FORMAT_NAME:
                 raise CheckpointError(f"checkpoint {path}: root attribute format is "
                                       f"{root.get('format')!r}, not '{FORMAT_NAME}'")
@@ -265,12 +251,12 @@ def _read_hdf5(path, version, metadata):
                                       f"version {version}")
             if "config" not in f or "model" not in f:
                 raise CheckpointError(f"checkpoint {path}: missing the /config or /model group")
-            hyper = {k: _attr(v) for k, v in f["config"].attrs.items()}
+            hyper = {k: plain_value(v) for k, v in f["config"].attrs.items()}
             cfg = _model_config(path, hyper)
             model = f["model"]
             # Buffer order is offset order (h5py also lists a group in creation
             # order when, as the writer does, the file tracks it).
-            offsets = {name: _attr(model[name].attrs.get("offset", -1)) for name in model}
+            offsets = {name: plain_value(model[name].attrs.get("offset", -1)) for name in model}
             tensors, offset = {}, 0
             for name in sorted(offsets, key=offsets.get):
                 ds = model[name]

@@ -16,8 +16,11 @@ class ConfigError(ValueError):
     """A model configuration that is incomplete, mistyped or breaks a rule."""
 
 
-def _plain(value):
-    """numpy scalars (what h5py returns for attributes) as Python values."""
+def plain_value(value):
+    """numpy scalars and 0-d arrays (what h5py returns for attributes) and bytes
+    as Python values."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.integer):
@@ -33,7 +36,7 @@ def require(mapping, key, where, kind):
     """mapping[key] checked to be of `kind` (int excludes bool; float accepts int)."""
     if not isinstance(mapping, dict) or key not in mapping:
         raise ConfigError(f"{where}: missing key '{key}'")
-    value = _plain(mapping[key])
+    value = plain_value(mapping[key])
     if kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind is float:
