@@ -140,7 +140,7 @@ class GenerationTest(unittest.TestCase):
             with self.subTest(label(cfg)):
                 model = random_model(cfg, seed=4)
                 prompt = [3, 1, 4, 1, 5]
-                tokens, stop = model.generate_tokens(prompt, max_new_tokens=5)
+                tokens, stop = model.generate_tokens(prompt, max_new_tokens=5, eos_id=-1)
                 seq = list(prompt)
                 with torch.no_grad():
                     for _ in range(5):
@@ -150,7 +150,7 @@ class GenerationTest(unittest.TestCase):
 
     def test_generation_stops_when_the_context_is_full(self):
         model = random_model(VARIANTS[2], seed=5)
-        tokens, stop = model.generate_tokens([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        tokens, stop = model.generate_tokens([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], eos_id=-1)
         # 10 prompt tokens in a context of 12: two more can be fed back, a third
         # is sampled from the last position.
         self.assertEqual((len(tokens), stop), (3, "context"))
@@ -158,11 +158,13 @@ class GenerationTest(unittest.TestCase):
     def test_bad_requests_are_refused(self):
         model = random_model(VARIANTS[0], seed=6)
         with self.assertRaisesRegex(ValueError, "empty prompt"):
-            model.generate_tokens([])
+            model.generate_tokens([], eos_id=-1)
         with self.assertRaisesRegex(ValueError, "leaves no room"):
-            model.generate_tokens(list(range(12)))
+            model.generate_tokens(list(range(12)), eos_id=-1)
         with self.assertRaisesRegex(ValueError, "top_p must be in"):
-            model.generate_tokens([1], top_p=0.0)
+            model.generate_tokens([1], top_p=0.0, eos_id=-1)
+        with self.assertRaisesRegex(ValueError, "has no tokenizer"):
+            model.generate_tokens([1])
 
 
 class SamplingTest(unittest.TestCase):

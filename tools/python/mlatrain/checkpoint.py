@@ -124,8 +124,8 @@ def decode_integrity_header(head):
         raise ValueError(f"header is damaged: its check says {stored_check:016x}, its bytes "
                          f"[0, 40) hash to {check:016x}")
     if version != FORMAT_VERSION:
-        raise ValueError(f"unknown format version {version} (this reader knows version "
-                         f"{FORMAT_VERSION} headers)")
+        raise ValueError(f"unknown format version {version} (this build reads version "
+                         f"{FORMAT_VERSION})")
     if (header_bytes, algorithm, block_bytes) != (HEADER_BYTES, DIGEST_XXH3_BLOCKS,
                                                   DIGEST_BLOCK_BYTES):
         raise ValueError(f"header fields header_bytes={header_bytes} digest_algorithm="
@@ -305,7 +305,7 @@ def _read_safetensors(path):
         raise CheckpointError(f"checkpoint {path}: safetensors header is not JSON: {e}") from None
     meta = header.pop("__metadata__", {})
     hyper = {k[len("config."):]: v for k, v in meta.items() if k.startswith("config.")}
-    types = {name: kind for name, kind in ModelConfig.__annotations__.items()}
+    types = ModelConfig.__annotations__
     try:
         values = {k: _typed(types[k], v) for k, v in hyper.items() if k in types}
     except ValueError as e:

@@ -345,12 +345,13 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate_tokens(self, prompt, max_new_tokens=None, temperature=0.0, top_k=0, top_p=1.0,
-                        seed=1, absorbed=True):
+                        seed=1, absorbed=True, eos_id=None):
         """Continues the token ids `prompt` with the KV cache, as mla-eval's
         decoder does: sampling of mlatrain.sampling (draw i for the i-th new
         token), stopping at EOS (not included), after max_new_tokens (default:
-        the context), or when the cache is full. Returns (tokens, stop) with
-        stop "eos", "length" or "context"."""
+        the context), or when the cache is full. eos_id: default the
+        tokenizer's; a model without a tokenizer needs it (-1: no EOS).
+        Returns (tokens, stop) with stop "eos", "length" or "context"."""
         cfg = self.config
         prompt = [int(t) for t in prompt]
         if not prompt:
@@ -364,7 +365,7 @@ class GPT(nn.Module):
         if limit < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {limit}")
         check_params(temperature, top_k, top_p)
-        eos = self.tokenizer.eos_id if self.tokenizer is not None else -1
+        eos = self._need_tokenizer().eos_id if eos_id is None else eos_id
         cache = self.new_cache()
         logits = self.forward([prompt], cache, absorbed)[0, -1]
         out = []
