@@ -279,6 +279,17 @@ class IntegrityTest(unittest.TestCase):
         self.assert_refused_like_mla_eval(self.damaged(lambda f: f.truncate(size - 100)),
                                           f"truncated: the header says {size} bytes")
 
+    def test_a_sealed_file_with_a_non_finite_weight_is_refused_as_mla_ckpt_verify_does(self):
+        path = self.damaged(lambda f: None)
+        with h5py.File(path, "r+") as f:
+            f["model/blocks.1.attn.w_kr"][2, 3] = np.nan
+        seal(path)
+        with self.assertRaisesRegex(CheckpointError,
+                                    "tensor blocks.1.attn.w_kr holds 1 non-finite value"):
+            open_checkpoint(path)
+        self.assertNotEqual(subprocess.run([CKPT_TOOL, "verify", path],
+                                           capture_output=True).returncode, 0)
+
     def test_a_directory_resolves_to_its_latest_checkpoint(self):
         directory = os.path.dirname(FIXTURES["mha"]["written"])
         self.assertEqual(open_checkpoint(directory).path, FIXTURES["mha"]["written"])
