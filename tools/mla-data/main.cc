@@ -34,6 +34,9 @@
 ABSL_FLAG(std::string, out, "data",
           "Output directory (stories, tokenizer, tokenize, all); created if missing.");
 ABSL_FLAG(int64_t, count, 100000, "stories: number of stories to generate.");
+ABSL_FLAG(std::string, grammar, "v1",
+          "stories, all: the story grammar: a built-in one (v1: the original corpus; v2: "
+          "richer, with long-range structure) or the path of a grammar file (docs/data.md).");
 ABSL_FLAG(uint64_t, seed, 1,
           "Seed of the story generator (stories), of the tokenizer's sample of stories "
           "(tokenizer) and of the train/val split (tokenize).");
@@ -51,7 +54,9 @@ ABSL_FLAG(std::string, tokenizer, "",
           "tokenize, inspect: the tokenizer model. Default: OUT/tokenizer.model (tokenize), "
           "tokenizer.model beside the shard (inspect, optional there).");
 ABSL_FLAG(double, val_fraction, 0.05, "tokenize: fraction of stories in the validation split.");
-ABSL_FLAG(int32_t, threads, 2, "Worker threads for training the tokenizer and for tokenizing.");
+ABSL_FLAG(int32_t, threads, 2,
+          "Worker threads for generating stories, training the tokenizer and tokenizing (the "
+          "stories do not depend on it).");
 ABSL_FLAG(int32_t, sample_tokens, 80, "inspect: number of tokens to decode and print.");
 
 namespace mla {
@@ -109,20 +114,30 @@ absl::StatusOr<std::vector<std::string>> RunStories() {
   MLA_RETURN_IF_ERROR(MakeDir(absl::GetFlag(FLAGS_out)));
   auto start = std::chrono::steady_clock::now();
   StoryCorpusStats stats;
-  MLA_ASSIGN_OR_RETURN(std::vector<std::string> stories, GenerateStories(count, seed, &stats));
+  StoryOptions options;
+  options.grammar = absl::GetFlag(FLAGS_grammar);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  MLA_ASSIGN_OR_RETURN(std::vector<std::string> stories,
+                       GenerateStories(count, seed, options, &stats));
   double gen_s = Seconds(start);
   std::string path = OutPath("stories.txt");
   MLA_RETURN_IF_ERROR(WriteCorpusLines(path, stories));
   std::printf(
-      "stories    %s: %lld stories, seed %llu, generated in %.2f s (with statistics)\n"
-      "           words %lld (%.1f per story, min %lld, max %lld), distinct words %lld, "
-      "distinct sentence frames %lld of %lld\n",
-      path.c_str(), static_cast<long long>(stats.stories), static_cast<unsigned long long>(seed),
-      gen_s, static_cast<long long>(stats.words),
+      "stories    %s: %lld stories, grammar %s, seed %llu, generated in %.2f s on %d threads "
+      "(with statistics)\n"
+      "           words %lld (per story: mean %.1f, median %lld, p90 %lld, min %lld, max %lld), "
+      "distinct words %lld\n"
+      "           sentence templates used %lld of %lld, distinct sentence frames %lld\n",
+      path.c_str(), static_cast<long long>(stats.stories), options.grammar.c_str(),
+      static_cast<unsigned long long>(seed), gen_s, options.threads,
+      static_cast<long long>(stats.words),
       static_cast<double>(stats.words) / static_cast<double>(stats.stories),
+      static_cast<long long>(stats.median_words), static_cast<long long>(stats.p90_words),
       static_cast<long long>(stats.min_words), static_cast<long long>(stats.max_words),
-      static_cast<long long>(stats.distinct_words), static_cast<long long>(stats.distinct_frames),
-      static_cast<long long>(stats.available_frames));
+      static_cast<long long>(stats.distinct_words),
+      static_cast<long long>(stats.distinct_templates),
+      static_cast<long long>(stats.available_templates),
+      static_cast<long long>(stats.distinct_frames));
   return stories;
 }
 
