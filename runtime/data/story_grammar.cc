@@ -197,7 +197,7 @@ class Parser {
       GrammarBlock& block = g_->blocks[next++];
       for (const Line& line : b.lines) {
         std::vector<std::string> entries;
-        if (block.kind == GrammarBlock::Kind::kList) {
+        if (block.kind != GrammarBlock::Kind::kSentence) {
           auto split = SplitTopLevel(line.text, '|');
           if (!split.ok()) return Error(line.number, split.status().message());
           entries = *std::move(split);
