@@ -1,6 +1,8 @@
 #include "runtime/data/story_grammar.h"
 
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -595,11 +597,15 @@ absl::StatusOr<absl::string_view> BuiltinStoryGrammarText(absl::string_view name
 absl::StatusOr<std::unique_ptr<const StoryGrammar>> LoadStoryGrammar(absl::string_view spec) {
   absl::StatusOr<absl::string_view> builtin = BuiltinStoryGrammarText(spec);
   if (builtin.ok()) return ParseStoryGrammar(*builtin, absl::StrCat("built-in grammar ", spec));
+  std::error_code ec;
+  if (std::filesystem::is_directory(std::string(spec), ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(spec, ": is a directory, not a story grammar"));
+  }
   std::ifstream in{std::string(spec), std::ios::binary};
   if (!in) {
-    return absl::NotFoundError(absl::StrCat(spec, ": cannot open story grammar (built in: ",
-                                            absl::StrJoin(BuiltinStoryGrammarNames(), ", "),
-                                            ")"));
+    return absl::NotFoundError(absl::StrCat(spec, ": cannot open story grammar: ",
+                                            std::strerror(errno), " (built in: ",
+                                            absl::StrJoin(BuiltinStoryGrammarNames(), ", "), ")"));
   }
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return ParseStoryGrammar(text, spec);

@@ -192,6 +192,13 @@ TEST(StoryGrammar, MissingFileNamesThePathAndTheBuiltIns) {
   EXPECT_THAT(std::string(grammar.status().message()), HasSubstr("built in: v1, v2"));
 }
 
+TEST(StoryGrammar, DirectoryIsRejected) {
+  std::string dir = testing_util::FreshDir();
+  auto grammar = LoadStoryGrammar(dir);
+  ASSERT_FALSE(grammar.ok());
+  EXPECT_THAT(std::string(grammar.status().message()), HasSubstr(dir + ": is a directory"));
+}
+
 TEST(StoryGrammar, BuiltInGrammarsParseAndAFileCopyGivesTheSameStories) {
   for (const std::string& name : BuiltinStoryGrammarNames()) {
     auto text = BuiltinStoryGrammarText(name);

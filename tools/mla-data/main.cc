@@ -110,6 +110,15 @@ absl::StatusOr<std::vector<std::string>> LoadCorpus(const std::string& default_p
   MLA_ASSIGN_OR_RETURN(std::vector<std::string> stories, ReadCorpus(path, format));
   std::printf("corpus     %s: %zu stories (read in %.2f s)\n", path.c_str(), stories.size(),
               Seconds(start));
+  StoryCorpusStats stats;
+  CountWords(stories, &stats);
+  std::printf("           words %lld (per story: mean %.1f, median %lld, p90 %lld, min %lld, "
+              "max %lld), distinct words %lld\n",
+              static_cast<long long>(stats.words),
+              static_cast<double>(stats.words) / static_cast<double>(stats.stories),
+              static_cast<long long>(stats.median_words), static_cast<long long>(stats.p90_words),
+              static_cast<long long>(stats.min_words), static_cast<long long>(stats.max_words),
+              static_cast<long long>(stats.distinct_words));
   return stories;
 }
 
