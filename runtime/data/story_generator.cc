@@ -124,10 +124,12 @@ class StoryWriter {
         return absl::OkStatus();
       }
       case Kind::kPad:
-        while (true) {
+        for (size_t before = 0, round = 0;; ++round) {
           size_t words = 0;
           for (const std::string& sec : sections_) words += CountWordsIn(sec);
           if (words >= static_cast<size_t>(s.pad_words)) break;
+          if (round > 0 && words == before) return Error(s.line, "'pad' sentence added no words");
+          before = words;
           MLA_RETURN_IF_ERROR(Say(s, &sections_[s.section]));
         }
         return absl::OkStatus();

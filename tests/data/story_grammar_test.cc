@@ -177,6 +177,11 @@ INSTANTIATE_TEST_SUITE_P(
                    "grammar 1\nlist k\n  a\nsentence s\n  hi\nstory\n  let x = k until {x} == b\n"
                    "  section m\n  say s\n",
                    "test.grammar:7", "still false after"},
+        // ... a pad whose sentence adds no words,
+        BadGrammar{"PadWithoutWords",
+                   "grammar 1\nlist e: a b\n  x;\nsentence s\n  word\nsentence z\n  {e.b}\n"
+                   "story\n  let e = e\n  section m\n  say s\n  pad m with z until 5 words\n",
+                   "test.grammar:12", "added no words"},
         // ... and a number outside number_words.
         BadGrammar{"NumberOutOfRange",
                    "grammar 1\nlist number_words\n  zero | one\nsentence s\n  {#n+1}\nstory\n"
