@@ -174,6 +174,49 @@ TEST(StoryGeneratorV2, TextHasNoTemplateDebrisAndGoodArticles) {
   }
 }
 
+TEST(StoryGeneratorV2, PronounsAndVerbsAgreeWithWhatTheyReferTo) {
+  auto stories = GenerateStories(3000, 14, V2(2), nullptr);
+  ASSERT_TRUE(stories.ok());
+  // A hero introduced as "a ... girl named X" is "her" in "X lived with her",
+  // "X loved her ...", "X told her ..." anywhere later (and a boy "his").
+  std::regex hero(R"(\b(girl|boy) (?:named|called) ([A-Z][\w-]*))");
+  // An adult in the plural is "They were" (the family sentence).
+  std::regex family(R"(lived with (?:his|her) ([a-z ]+)\. (\w+) (was|were) always)");
+  // A thing in the plural is "are" ("Where are my marbles?").
+  std::regex where(R"(Where (is|are) my ([a-z -]+)\?)");
+  const std::set<std::string> plural_adults = {"parents", "grandparents", "neighbors", "cousins"};
+  int heroes = 0, families = 0, things = 0;
+  for (const std::string& s : *stories) {
+    std::smatch m;
+    if (std::regex_search(s, m, hero)) {
+      std::string his = m[1] == "girl" ? "her" : "his", name = m[2];
+      // ("X loved her too" is the adult, not a possessive.)
+      std::regex own("\\b" + name + " (?:lived with|loved|told|looked at) (his|her) (?!too)");
+      for (std::sregex_iterator it(s.begin(), s.end(), own), end; it != end; ++it) {
+        EXPECT_EQ((*it)[1], his) << s;
+        ++heroes;
+      }
+    }
+    if (std::regex_search(s, m, family)) {
+      bool plural = plural_adults.contains(m[1]);
+      EXPECT_EQ(m[2], plural ? "They" : (m[1] == "mom" || m[1] == "grandma" ? "She" : m[2].str()))
+          << s;
+      EXPECT_EQ(m[3], plural ? "were" : "was") << s;
+      ++families;
+    }
+    if (std::regex_search(s, m, where)) {
+      std::string thing = m[2];
+      bool plural = thing.back() == 's' && !thing.ends_with("ss");
+      EXPECT_EQ(m[1], plural ? "are" : "is") << s;
+      ++things;
+    }
+  }
+  // Each pattern is exercised many times (they come from common frames).
+  EXPECT_GT(heroes, 500);
+  EXPECT_GT(families, 200);
+  EXPECT_GT(things, 100);
+}
+
 TEST(StoryGeneratorV2, CountsStayConsistentAcrossTheStory) {
   // The hero gets N things early ("had seven cookies", "gave her seven
   // cookies"); every later count of them is N-1 ("had six cookies left",
