@@ -230,6 +230,7 @@ absl::Status Run::Setup() {
   plan.zero_stage = o_.zero_stage;
   plan.world_size = world_;
   plan.precision = o_.precision;
+  plan.measure_peak = o_.peak_gflops <= 0;
   MLA_RETURN_IF_ERROR(device_->CheckMemory(config_, plan, rank_ == 0));
   MLA_ASSIGN_OR_RETURN(model_, GptModel::Create(config_, &device_->kernels()));
   model_->Reserve(o_.micro_batch, shapes_.T);

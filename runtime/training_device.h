@@ -38,6 +38,12 @@ namespace mla {
 
 enum class AdamMoment { kM, kV };
 
+// Peak GEMM GFLOP/s of `kernels`: an n×n·n×n LinearForward, best of a few
+// timed runs, on three fp32 n×n operands allocated in the kernels' memory
+// and freed on return (runtime/memory_plan.h counts them as "measurement";
+// devices use n = kPeakGemmSize). The GEMM runs in the kernels' precision.
+double MeasureGemmPeakGflops(Kernels& kernels, int64_t n);
+
 class TrainingDevice {
  public:
   virtual ~TrainingDevice() = default;
