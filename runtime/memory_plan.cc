@@ -37,7 +37,7 @@ absl::StatusOr<MemoryPlan> ComputeMemoryPlan(const ModelConfig& config,
   if (o.workspace_bytes < 0)
     return absl::InvalidArgumentError("workspace_bytes must be ≥ 0");
 
-  const int64_t n = BuildParameterLayout(config).total;
+  const int64_t n = BuildParameterLayout(config).total;  // the buffers' floats, padding included
   const bool bf16 = o.precision == Precision::kBf16;
   MemoryPlan plan;
   plan.parameter_bytes = n * 4 + (bf16 ? n * 2 : 0);

@@ -1,8 +1,10 @@
 #include "runtime/parameter_layout.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "glog/logging.h"
 
 namespace mla {
 
@@ -13,13 +15,16 @@ ParameterLayout BuildParameterLayout(const ModelConfig& c) {
   // Appends one tensor and returns its offset: the one place a size, a name
   // and an offset are tied together.
   auto add = [&](std::string name, std::vector<int64_t> shape, ParamSpec::Init init,
-                 float init_std = 0.0f) {
+                 float init_std = 0.0f, bool align = true) {
     ParamSpec p;
     p.name = std::move(name);
     p.numel = 1;
     for (int64_t d : shape) p.numel *= d;
     p.shape = std::move(shape);
+    if (align) layout.total = (layout.total + kParamAlignment - 1) / kParamAlignment * kParamAlignment;
     p.offset = layout.total;
+    p.packed_offset = layout.packed_total;
+    layout.packed_total += p.numel;
     p.decay = p.shape.size() == 2;
     p.init = init;
     p.init_std = init_std;
@@ -56,7 +61,7 @@ ParameterLayout BuildParameterLayout(const ModelConfig& c) {
       a.w_dkv = add(b + "attn.w_dkv", {R, C}, I::kNormal, std);
       if (c.latent_norm) a.kv_norm = add(b + "attn.kv_norm.weight", {R}, I::kOnes);
       a.w_uk = add(b + "attn.w_uk", {H * D, R}, I::kNormal, std);
-      a.w_uv = add(b + "attn.w_uv", {H * D, R}, I::kNormal, std);
+      a.w_uv = add(b + "attn.w_uv", {H * D, R}, I::kNormal, std, /*align=*/false);
       if (rope_mla) a.w_kr = add(b + "attn.w_kr", {P, C}, I::kNormal, std);
     }
     a.w_o = add(b + "attn.w_o", {C, H * D}, I::kNormal, residual_std);
@@ -72,6 +77,27 @@ ParameterLayout BuildParameterLayout(const ModelConfig& c) {
   w.ln_f_b = add("ln_f.bias", {C}, I::kZeros);
   w.lm_head = c.tied_embeddings ? w.wte : add("lm_head.weight", {V, C}, I::kNormal, std);
   return layout;
+}
+
+std::vector<DecaySegment> DecaySegments(const ParameterLayout& layout) {
+  std::vector<DecaySegment> segments;
+  int64_t end = 0;
+  for (const ParamSpec& p : layout.params) {
+    if (p.offset > end) segments.push_back({end, p.offset - end, false});
+    segments.push_back({p.offset, p.numel, p.decay});
+    end = p.offset + p.numel;
+  }
+  if (layout.total > end) segments.push_back({end, layout.total - end, false});
+  return segments;
+}
+
+int64_t PackedOffset(const ParameterLayout& layout, int64_t i) {
+  CHECK(i >= 0 && i <= layout.total) << "element " << i << " outside [0, " << layout.total << "]";
+  // The first tensor ending after i holds i, or starts after it.
+  auto it = std::upper_bound(layout.params.begin(), layout.params.end(), i,
+                             [](int64_t v, const ParamSpec& p) { return v < p.offset + p.numel; });
+  if (it == layout.params.end()) return layout.packed_total;
+  return it->packed_offset + std::max<int64_t>(i - it->offset, 0);
 }
 
 }  // namespace mla

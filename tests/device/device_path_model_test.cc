@@ -40,8 +40,7 @@ std::unique_ptr<GptModel> MakeModel(const ModelConfig& cfg, Kernels* kernels) {
 // of the parameters and gradients (the model's own buffers stay where they
 // are). Returns the losses.
 std::vector<double> Train(GptModel& model, int steps, int accum, int B, int T) {
-  std::vector<DecaySegment> segments;
-  for (const ParamSpec& p : model.layout().params) segments.push_back({p.offset, p.numel, p.decay});
+  const std::vector<DecaySegment> segments = DecaySegments(model.layout());
   AdamWConfig ac;
   ac.weight_decay = 0.1f;
   AdamW opt = *AdamW::Create(ac, ElementRange{0, model.num_params()}, segments);
