@@ -131,9 +131,6 @@ class AttentionLayer {
   void Backward(const float* params, float* grads, const float* x, const float* d_out, float* d_x,
                 int B, int T, AttentionScratch* scratch);
 
-  const AttentionShape& shape() const { return shape_; }
-  const AttentionWeights& weights() const { return weights_; }
-
  private:
   // The projections both calls share: q (or [q|k|v]), the latent c_kv
   // (normalised when latent_norm; returned), q_r and k_r, with RoPE applied

@@ -54,8 +54,6 @@ class TransformerBlock {
   void Backward(const float* params, float* grads, const float* x_in, float* d_res, int B, int T,
                 BlockScratch* scratch);
 
-  const AttentionLayer& attention() const { return attention_; }
-
  private:
   Kernels* kernels_;
   int C_;

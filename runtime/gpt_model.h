@@ -109,8 +109,6 @@ class GptModel {
   // The same B·T·V values copied to the host.
   std::vector<float> LogitsToHost() const;
 
-  // Each block's view, for the decoder and tests.
-  const std::vector<TransformerBlock>& blocks() const { return blocks_; }
 
  private:
   // With null kernels the model holds no memory and is only sized.
