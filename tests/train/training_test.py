@@ -182,8 +182,7 @@ class ResumeTest(unittest.TestCase):
                   resume=ten, zero=zero_second, **model)
         return straight, resumed
 
-    def test_resume_is_bit_exact_one_rank(self):
-        a, b = self.straight_and_resumed("r1", 1, 1)
+    def assert_resumed_bit_exact(self, a, b):
         la, lb = losses(a), losses(b)
         self.assertEqual(sorted(lb), list(range(11, 21)))
         for s in lb:
@@ -191,6 +190,9 @@ class ResumeTest(unittest.TestCase):
         pa, pb = params(latest(a)), params(latest(b))
         for k in pa:
             np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+
+    def test_resume_is_bit_exact_one_rank(self):
+        self.assert_resumed_bit_exact(*self.straight_and_resumed("r1", 1, 1))
 
     def test_resume_is_bit_exact_two_ranks(self):
         a, b = self.straight_and_resumed("r2", 2, 2)
@@ -219,14 +221,8 @@ class ResumeTest(unittest.TestCase):
     PADDED = {"latent_norm": "true", "kv_rank": 14, "q_rank": 6}
 
     def test_resume_is_bit_exact_with_padded_layout_and_zero1(self):
-        a, b = self.straight_and_resumed("rp", 2, 2, zero_first=1, zero_second=1, **self.PADDED)
-        la, lb = losses(a), losses(b)
-        self.assertEqual(sorted(lb), list(range(11, 21)))
-        for s in lb:
-            self.assertEqual(la[s], lb[s], f"step {s}")
-        pa, pb = params(latest(a)), params(latest(b))
-        for k in pa:
-            np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+        self.assert_resumed_bit_exact(
+            *self.straight_and_resumed("rp", 2, 2, zero_first=1, zero_second=1, **self.PADDED))
 
     def test_resume_padded_zero1_checkpoint_on_one_rank(self):
         a, b = self.straight_and_resumed("rp1", 2, 1, zero_first=1, **self.PADDED)
