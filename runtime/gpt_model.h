@@ -109,7 +109,6 @@ class GptModel {
   // The same B·T·V values copied to the host.
   std::vector<float> LogitsToHost() const;
 
-
  private:
   // With null kernels the model holds no memory and is only sized.
   GptModel(const ModelConfig& config, Kernels* kernels);
