@@ -58,7 +58,8 @@ class TrainingDevice {
   // not fit. The CPU answers OK.
   virtual absl::Status CheckMemory(const ModelConfig& config, const MemoryPlanOptions& options,
                                    bool print) = 0;
-  // Peak fp32 GEMM GFLOP/s of this device, measured, for MFU.
+  // Peak GEMM GFLOP/s of this device in the run's precision (the CPU: fp32
+  // sgemm; CUDA: MeasureGemmPeakGflops on its kernels), measured, for MFU.
   virtual double MeasurePeakGflops() = 0;
 
   // AdamW over `range` of the flat parameter buffer (optim/adamw.h
