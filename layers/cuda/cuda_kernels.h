@@ -45,7 +45,8 @@
 // asynchronous on the object's stream, except SoftmaxCrossEntropy and
 // SumOfSquares, which return host values and so wait for the stream. Launch
 // and library failures inside the void interface are invariant breaches:
-// CHECK-fail with a message naming the kernel or call. Owns its stream,
+// CHECK-fail with a message naming the kernel or call, except a GEMM that
+// cuBLASLt has no algorithm for (status() below). Owns its stream,
 // cuBLASLt handle, workspace, weight shadow and grow-only scratch. Not thread
 // safe.
 #include <array>
@@ -152,6 +153,11 @@ class CudaKernels final : public Kernels {
   absl::Status SetParameterBuffer(const float* params, int64_t n);
   void RefreshLowPrecisionWeights();
 
+  // The first GEMM cuBLASLt had no algorithm for (a FailedPrecondition naming
+  // its shape, type and alignments), OK otherwise. Such a GEMM leaves NaN in
+  // its output instead of ending the process; the training device returns
+  // this status at the next gradient-norm step, and the parity tests check it.
+  const absl::Status& status() const { return gemm_status_; }
   Precision precision() const { return precision_; }
   cudaStream_t stream() const { return stream_; }
   const LtMatmul& matmul() const { return *matmul_; }
@@ -191,10 +197,16 @@ class CudaKernels final : public Kernels {
   void RunLinearBackwardData(const void* dy, const void* w, float* dx, int64_t M, int64_t N,
                              int64_t K, bool accumulate);
   // Row-major C[M,N] (= or +=) alpha·op(A)·op(B), `batch` products `stride_*`
-  // elements apart (the CPU path's sgemm, batched); A and B in gemm_type().
-  void RowGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A,
-               int64_t lda, int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b,
-               bool accumulate, float* C, int64_t ldc, int64_t stride_c, int batch);
+  // elements apart (the CPU path's sgemm, batched); A and B of `type`
+  // (gemm_type() for operands made by GemmInput, kF32 for fp32 pointers).
+  void RowGemm(MatmulType type, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+               const void* A, int64_t lda, int64_t stride_a, const void* B, int64_t ldb,
+               int64_t stride_b, bool accumulate, float* C, int64_t ldc, int64_t stride_c,
+               int batch);
+  // LtMatmul::Run; a plain GEMM without an algorithm records gemm_status_,
+  // fills D with NaN and counts as run. False: a fused epilogue has no
+  // algorithm (the caller runs the unfused sequence).
+  bool Gemm(const MatmulKey& key, const MatmulArgs& args);
   struct RopeTable {
     DeviceBuffer<float> cos, sin;
     int positions = 0;
@@ -215,6 +227,7 @@ class CudaKernels final : public Kernels {
   int64_t param_count_ = 0;
   DeviceBuffer<uint16_t> param_shadow_;
   std::array<DeviceBuffer<uint16_t>, kSlotCount> bf16_scratch_;
+  absl::Status gemm_status_;
 
   DeviceBuffer<float> decode_scores_;    // [M·H, max_len]
   DeviceBuffer<float> decode_q_lat_;     // [M, H·R] absorbed queries
