@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "layers/cuda/bf16_cast_launch.h"
 #include "layers/cuda/cuda_check.h"
 #include "layers/cuda/elementwise_launch.h"
@@ -57,8 +58,81 @@ absl::StatusOr<std::unique_ptr<CudaKernels>> CudaKernels::Create(
     cudaStreamDestroy(stream);
     return matmul.status();
   }
-  return std::unique_ptr<CudaKernels>(
+  std::unique_ptr<CudaKernels> kernels(
       new CudaKernels(stream, std::move(*matmul), options.precision));
+  kernels->fuse_gelu_ = options.fuse_gelu_epilogues;
+  if (kernels->fuse_gelu_) MLA_RETURN_IF_ERROR(kernels->ProbeGeluEpilogues());
+  return kernels;
+}
+
+absl::Status CudaKernels::ProbeGeluEpilogues() {
+  // Multiples of 1/4 in [-1, 1] with K = 32 (and N = 64 for the backward
+  // product): every product and partial sum is exact in fp32, so the fused and unfused GEMMs give identical
+  // pre-activations and only the GELU evaluations can differ.
+  constexpr int64_t M = 64, N = 64, K = 32;
+  auto quarters = [](int64_t n, int64_t mul) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>((i * mul) % 9 - 4) * 0.25f;
+    return v;
+  };
+  const std::vector<float> x = quarters(M * K, 7), w = quarters(N * K, 5), b = quarters(N, 3),
+                           dy = quarters(M * N, 11), db = quarters(K, 13);
+  std::vector<DeviceBuffer<float>> bufs;
+  auto upload = [&](const std::vector<float>& host) -> absl::StatusOr<float*> {
+    MLA_ASSIGN_OR_RETURN(DeviceBuffer<float> d,
+                         DeviceBuffer<float>::Allocate(static_cast<int64_t>(host.size())));
+    MLA_RETURN_IF_ERROR(CudaStatus(cudaMemcpy(d.data(), host.data(), host.size() * sizeof(float),
+                                              cudaMemcpyHostToDevice),
+                                   "cudaMemcpy (GELU epilogue probe)"));
+    bufs.push_back(std::move(d));
+    return bufs.back().data();
+  };
+  MLA_ASSIGN_OR_RETURN(float* dx, upload(x));
+  MLA_ASSIGN_OR_RETURN(float* dw, upload(w));
+  MLA_ASSIGN_OR_RETURN(float* dbias, upload(b));
+  MLA_ASSIGN_OR_RETURN(float* ddy, upload(dy));
+  MLA_ASSIGN_OR_RETURN(float* ddb, upload(db));
+  MLA_ASSIGN_OR_RETURN(float* pre, upload(std::vector<float>(M * N)));
+  MLA_ASSIGN_OR_RETURN(float* h, upload(std::vector<float>(M * N)));
+  MLA_ASSIGN_OR_RETURN(float* h_ref, upload(std::vector<float>(M * N)));
+  MLA_ASSIGN_OR_RETURN(float* pre_k, upload(quarters(M * K, 17)));
+  MLA_ASSIGN_OR_RETURN(float* dpre, upload(std::vector<float>(M * K)));
+  MLA_ASSIGN_OR_RETURN(float* dpre_ref, upload(std::vector<float>(M * K)));
+  // In the kernels' own precision: quarters are exact in bf16 too, and the
+  // weights (no parameter buffer registered yet) are cast per call.
+  LinearGeluForward(dx, dw, dbias, pre, h, M, N, K);
+  GeluForward(pre, h_ref, M * N);
+  // dpre[M,K] = (dy[M,N]·w[N,K]) ∘ GELU'(pre_k): fused, then the plain GEMM and the kernel.
+  LinearBackwardDGelu(ddy, dw, pre_k, dpre, ddb, M, N, K);
+  RunLinearBackwardData(ddy, dw, dpre_ref, M, N, K, false);
+  GeluBackward(pre_k, dpre_ref, dpre_ref, M * K);
+  MLA_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream_), "GELU epilogue probe"));
+  MLA_RETURN_IF_ERROR(gemm_status_);
+  auto worst = [&](const float* a, const float* r, int64_t n) -> absl::StatusOr<double> {
+    std::vector<float> ha(static_cast<size_t>(n)), hr(static_cast<size_t>(n));
+    MLA_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpy(ha.data(), a, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy"));
+    MLA_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpy(hr.data(), r, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy"));
+    double largest = 0, diff = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      largest = std::max(largest, std::fabs(static_cast<double>(hr[i])));
+      diff = std::max(diff, std::fabs(static_cast<double>(ha[i]) - hr[i]));
+      if (!std::isfinite(ha[i])) diff = INFINITY;
+    }
+    constexpr double kEightUlp = 16.0 / (1 << 24);  // 8 ulp = 16 unit roundoffs
+    return diff / (kEightUlp * std::max(largest, 1e-30));
+  };
+  MLA_ASSIGN_OR_RETURN(double forward, worst(h, h_ref, M * N));
+  MLA_ASSIGN_OR_RETURN(double backward, worst(dpre, dpre_ref, M * K));
+  gelu_epilogue_error_ = std::max(forward, backward);
+  if (gelu_epilogue_error_ > 1.0) {
+    fuse_gelu_ = false;
+    LOG(WARNING) << "cuBLASLt's GELU epilogues differ from the shared GELU by "
+                 << gelu_epilogue_error_ << " x 8 ulp (forward " << forward << ", backward "
+                 << backward << "): the MLP uses the unfused GEMM + GELU kernels";
+  }
+  return absl::OkStatus();
 }
 
 CudaKernels::~CudaKernels() {
@@ -308,6 +382,7 @@ void CudaKernels::LinearBackward(const float* x, const float* w, const float* dy
 void CudaKernels::LinearGeluForward(const float* x, const float* w, const float* bias, float* pre,
                                     float* h, int64_t M, int64_t N, int64_t K) {
   if (M == 0 || N == 0) return;  // pre and h are empty
+  if (!fuse_gelu_) return Kernels::LinearGeluForward(x, w, bias, pre, h, M, N, K);
   const void* wa = GemmWeight(w, N * K);
   const void* xa = GemmInput(x, K, M, K, kSlotX).data;
   MatmulArgs args;
@@ -333,6 +408,7 @@ void CudaKernels::LinearGeluForward(const float* x, const float* w, const float*
 void CudaKernels::LinearBackwardDGelu(const float* dy, const float* w, const float* pre,
                                       float* dpre, float* db, int64_t M, int64_t N, int64_t K) {
   if (M == 0 || K == 0) return;  // dpre is empty; db gains nothing
+  if (!fuse_gelu_) return Kernels::LinearBackwardDGelu(dy, w, pre, dpre, db, M, N, K);
   if (N == 0) {                  // dpre = 0 ∘ GELU'(pre) = 0; db += 0
     Fill(dpre, 0.0f, M * K);
     return;

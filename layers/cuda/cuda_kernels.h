@@ -67,6 +67,11 @@ namespace mla::cuda {
 
 struct CudaKernelsOptions {
   Precision precision = Precision::kFp32;  // GEMM operand type (see above)
+  // cuBLASLt's GELU epilogues (GELU_AUX_BIAS, DGELU_BGRAD) for the MLP. Even
+  // when asked for, Create turns them off if its probe (gelu_epilogue_error)
+  // finds them further than 8 ulp from the shared GELU: their accuracy is
+  // not documented.
+  bool fuse_gelu_epilogues = true;
 };
 
 class CudaKernels final : public Kernels {
@@ -125,7 +130,12 @@ class CudaKernels final : public Kernels {
   // the up-projection's activation and bias gradients.
   void LinearBackwardDGelu(const float* dy, const float* w, const float* pre, float* dpre,
                            float* db, int64_t M, int64_t N, int64_t K) override;
-  bool fuses_gelu_epilogues() const override { return true; }
+  bool fuses_gelu_epilogues() const override { return fuse_gelu_; }
+  // The probe at Create: the largest difference between cuBLASLt's GELU and
+  // DGELU epilogues and the shared GELU kernels on the same pre-activations
+  // (exact inputs, so the GEMMs agree bit for bit), in units of 8 ulp of the
+  // largest output; above 1 the epilogues are off. 0 when not probed.
+  double gelu_epilogue_error() const { return gelu_epilogue_error_; }
   // Σ x² in double (waits for the stream).
   double SumOfSquares(const float* x, int64_t n);
   void Scale(float* x, float s, int64_t n);
@@ -203,6 +213,8 @@ class CudaKernels final : public Kernels {
                const void* A, int64_t lda, int64_t stride_a, const void* B, int64_t ldb,
                int64_t stride_b, bool accumulate, float* C, int64_t ldc, int64_t stride_c,
                int batch);
+  // Measures gelu_epilogue_error_ and sets fuse_gelu_ from it.
+  absl::Status ProbeGeluEpilogues();
   // LtMatmul::Run; a plain GEMM without an algorithm records gemm_status_,
   // fills D with NaN and counts as run. False: a fused epilogue has no
   // algorithm (the caller runs the unfused sequence).
@@ -228,6 +240,8 @@ class CudaKernels final : public Kernels {
   DeviceBuffer<uint16_t> param_shadow_;
   std::array<DeviceBuffer<uint16_t>, kSlotCount> bf16_scratch_;
   absl::Status gemm_status_;
+  bool fuse_gelu_ = true;
+  double gelu_epilogue_error_ = 0;
 
   DeviceBuffer<float> decode_scores_;    // [M·H, max_len]
   DeviceBuffer<float> decode_q_lat_;     // [M, H·R] absorbed queries

@@ -93,7 +93,9 @@ class CudaKernelsTest : public ::testing::Test {
   // A GEMM cuBLASLt had no algorithm for fails the test that issued it, not
   // the whole binary.
   void TearDown() override {
-    if (gpu_ != nullptr) EXPECT_TRUE(gpu_->status().ok()) << gpu_->status();
+    if (gpu_ != nullptr) {
+      EXPECT_TRUE(gpu_->status().ok()) << gpu_->status();
+    }
   }
   CpuKernels cpu_;
   std::unique_ptr<CudaKernels> gpu_;
@@ -171,6 +173,20 @@ TEST_F(CudaKernelsTest, PlanCacheStaysBoundedAcrossManyShapes) {
   EXPECT_LE(gpu_->matmul().cached_plans(), static_cast<int64_t>(LtMatmul::kMaxPlans));
   EXPECT_GE(gpu_->matmul().evicted_plans(), 40);
   CheckLinearForward(cpu_, *gpu_, 1, N, K, Epilogue::kNone, false, 0);  // M = 1 was evicted
+}
+
+// Create's probe of cuBLASLt's GELU epilogues: printed for the first GPU runs,
+// and the switch follows it.
+TEST_F(CudaKernelsTest, GeluEpilogueProbeDecidesTheFusion) {
+  std::printf("[measured] GELU epilogue probe: %.3g x 8 ulp of the largest output\n",
+              gpu_->gelu_epilogue_error());
+  EXPECT_EQ(gpu_->fuses_gelu_epilogues(), gpu_->gelu_epilogue_error() <= 1.0);
+  CudaKernelsOptions off;
+  off.fuse_gelu_epilogues = false;
+  auto unfused = CudaKernels::Create(off);
+  ASSERT_TRUE(unfused.ok()) << unfused.status();
+  EXPECT_FALSE((*unfused)->fuses_gelu_epilogues());
+  EXPECT_EQ((*unfused)->gelu_epilogue_error(), 0.0);
 }
 
 TEST_F(CudaKernelsTest, FusedGeluForwardMatchesBiasThenGelu) {
