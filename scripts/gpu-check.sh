@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The device check, run from the bundle (scripts/gpu-bundle.sh) on the GPU
 # machine: gpu-bundle/gpu-check.sh --out "$OUT" [--dry-run] [--only STEPS]
-# [--deadline S]. Sets the bundle's environment (env.sh), then runs
+# [--deadline S] [--work DIR]. Sets the bundle's environment (env.sh), then runs
 # gpu_check.py with a Python that has torch (for the PyTorch peer), which
 # writes OUT/gpu-check.json and OUT/gpu-check.log. docs/cuda.md says how to
 # call it through the device tool and how to read the summary.

@@ -5,7 +5,7 @@ one run of at most 8 minutes, from the bundle (scripts/gpu-bundle.sh).
     gpu-check.sh --out DIR [--dry-run] [--only STEP,STEP...] [--deadline S]
 
 Writes DIR/gpu-check.json (the summary) and DIR/gpu-check.log (every
-command and its output). Each step has its own time budget and records
+command and its output), nothing else there; the runs go to --work. Each step has its own time budget and records
 status ok / failed / skipped, the reason, its seconds and its figures; a
 step whose budget no longer fits before the deadline is skipped, so the run
 ends in time. --dry-run runs the same steps on the CPU with tiny shapes and
@@ -35,6 +35,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -70,8 +71,12 @@ class Check:
         self.start = time.monotonic()
         self.deadline = args.deadline or (110 if self.dry else 450)
         self.device = "cpu" if self.dry else "cuda"
-        self.work = os.path.join(self.out, "work")
+        # Runs, checkpoints and generations stay out of --out: the device tool
+        # brings back at most 8 files from there.
+        self.work = os.path.abspath(args.work) if args.work else tempfile.mkdtemp(
+            prefix="mla-gpu-check-")
         os.makedirs(self.work, exist_ok=True)
+        os.makedirs(self.out, exist_ok=True)
         self.log = open(os.path.join(self.out, "gpu-check.log"), "w")
         self.steps = []
         self.peak = {}  # TFLOP/s by precision, from gemm_peak
@@ -511,7 +516,8 @@ class Check:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="folder for gpu-check.json, gpu-check.log, work/")
+    ap.add_argument("--out", required=True, help="folder for gpu-check.json and gpu-check.log")
+    ap.add_argument("--work", help="folder for the runs (default: a new temporary folder)")
     ap.add_argument("--dry-run", action="store_true", help="CPU device, tiny shapes, same JSON")
     ap.add_argument("--only", help="comma-separated step names or prefixes (e.g. test,train)")
     ap.add_argument("--deadline", type=float, help="seconds for the whole check "

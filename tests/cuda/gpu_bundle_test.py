@@ -104,11 +104,13 @@ class BundleTest(unittest.TestCase):
 
     def test_dry_run_writes_the_summary_without_failures(self):
         out = os.path.join(TMP, "check")
-        r = bundle_shell(f"{BUNDLE}/gpu-check.sh --dry-run --out {out}", timeout=240)
+        r = bundle_shell(f"{BUNDLE}/gpu-check.sh --dry-run --out {out} --work {TMP}/work",
+                         timeout=240)
         self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
         with open(os.path.join(out, "gpu-check.json")) as f:
             summary = json.load(f)
         self.assertTrue(os.path.getsize(os.path.join(out, "gpu-check.log")) > 0)
+        self.assertEqual(sorted(os.listdir(out)), ["gpu-check.json", "gpu-check.log"])
         self.assertEqual(summary["schema_version"], 1)
         self.assertEqual(summary["mode"], "dry-run")
         by_name = {s["name"]: s for s in summary["steps"]}
