@@ -72,20 +72,15 @@ manifest="$OUT/MANIFEST"
   echo "host -march: $(grep -s '^MLA_MARCH' "$FROM_BUILD/CMakeCache.txt" | cut -d= -f2 || true)"
 } >"$manifest"
 
-for p in "${PROGRAMS[@]}"; do
-  if [ -x "$FROM_BUILD/$p" ]; then
-    cp "$FROM_BUILD/$p" "$OUT/bin/"
+take() {  # take PATH_IN_BUILD DEST: copy a built binary, or note that this build lacks it
+  if [ -x "$FROM_BUILD/$1" ]; then
+    cp "$FROM_BUILD/$1" "$2/"
   else
-    echo "missing program (not built here): $p" | tee -a "$manifest"
+    echo "missing (not built here): $1" | tee -a "$manifest"
   fi
-done
-for t in "${GPU_TESTS[@]}"; do
-  if [ -x "$FROM_BUILD/tests/cuda/$t" ]; then
-    cp "$FROM_BUILD/tests/cuda/$t" "$OUT/tests/"
-  else
-    echo "missing GPU test (not built here): $t" | tee -a "$manifest"
-  fi
-done
+}
+for p in "${PROGRAMS[@]}"; do take "$p" "$OUT/bin"; done
+for t in "${GPU_TESTS[@]}"; do take "tests/cuda/$t" "$OUT/tests"; done
 strip --strip-unneeded "$OUT"/bin/* "$OUT"/tests/* 2>/dev/null || true
 
 # Libraries the machine provides itself: glibc, the C++ runtime every image
