@@ -370,7 +370,7 @@ class Check:
         ckpt = self.final_checkpoint(src["dir"])
         self.run_ok([self.bin("mla-ckpt"), "verify", ckpt], 30)
         last = src["metrics"][-1]["step"]
-        rows = {}
+        rows, ends = {}, []
         for device in ("cpu", self.device) if self.device != "cpu" else ("cpu", "cpu_again"):
             out_dir = os.path.join(self.work, f"resume_{source}_on_{device}")
             cmd = self.train_flags("quickstart", "fp32", out_dir, device.split("_")[0],
@@ -378,7 +378,10 @@ class Check:
                                                           if self.dry else 8})
             self.run_ok(cmd, budget / 2)
             rows[device] = self.metrics(out_dir)
+            ends.append(self.final_checkpoint(out_dir))
         a, b = list(rows.values())
+        # The two continued states, tensor by tensor (exit 0: identical bits).
+        diff_rc, diff_out = self.run([self.bin("mla-ckpt"), "diff"] + ends, 30)
         tol1, _, _ = self.loss_tolerances(a)
         if [r["step"] for r in a] != [r["step"] for r in b] or a[0]["step"] != last + 1:
             raise Fail(f"resumed steps differ: {[r['step'] for r in a]} vs {[r['step'] for r in b]}")
@@ -388,11 +391,29 @@ class Check:
         data = {"checkpoint": os.path.basename(ckpt), "resumed_at": last + 1,
                 "losses": {k: [r["loss"] for r in v] for k, v in rows.items()},
                 "relative_diff_first": rel, "tolerance": tol1,
+                "final_states_identical": diff_rc == 0,
+                "final_states_largest_differences": self.largest_differences(diff_out),
                 "note": "the file stores fp32 bits; bit-exact reload is tested on the CPU "
                         "(device_path_training_test, training_end_to_end)"}
         if rel > tol1:
             raise Fail(f"first resumed loss differs by {rel:.3g} relative (> {tol1:.3g})")
+        if self.dry and diff_rc != 0:
+            raise Fail("two CPU continuations of one checkpoint differ (the CPU is bit-exact)")
         return data
+
+    @staticmethod
+    def largest_differences(diff_out, keep=5):
+        """mla-ckpt diff's tensor lines (name, group, max abs, max rel) with the
+        largest relative differences."""
+        rows = []
+        for line in diff_out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 4:
+                try:
+                    rows.append([parts[0], parts[1], float(parts[2]), float(parts[3])])
+                except ValueError:
+                    continue
+        return sorted(rows, key=lambda r: -r[3])[:keep]
 
     def eval_greedy(self, budget):
         src = self.runs.get(f"{self.device}:quickstart:fp32")
