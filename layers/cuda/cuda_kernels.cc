@@ -104,7 +104,7 @@ absl::Status CudaKernels::ProbeGeluEpilogues() {
   GeluForward(pre, h_ref, M * N);
   // dpre[M,K] = (dy[M,N]·w[N,K]) ∘ GELU'(pre_k): fused, then the plain GEMM and the kernel.
   LinearBackwardDGelu(ddy, dw, pre_k, dpre, ddb, M, N, K);
-  RunLinearBackwardData(ddy, dw, dpre_ref, M, N, K, false);
+  LinearBackward(nullptr, dw, ddy, dpre_ref, nullptr, nullptr, M, N, K, false);
   GeluBackward(pre_k, dpre_ref, dpre_ref, M * K);
   MLA_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream_), "GELU epilogue probe"));
   MLA_RETURN_IF_ERROR(gemm_status_);
