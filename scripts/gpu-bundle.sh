@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds mlatrain with CUDA (sm_80, sm_90) and writes a self-contained folder
-# that runs on a bare CUDA machine (docs/cuda.md, "The GPU bundle"):
+# that runs on a bare CUDA machine (docs/cuda.md, "The GPU bundle and the
+# device check"):
 #
 #   bin/       mla-train, mla-eval, mla-ckpt, mla-calc, mla-data, mla-gemm-peak
 #   tests/     the GPU test binaries (each run on its own by gpu-check.sh)
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --stories) STORIES="$2"; shift 2 ;;
     --vocab) VOCAB="$2"; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "gpu-bundle.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
