@@ -26,6 +26,7 @@
 #include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "base/cli.h"
 #include "base/status_macros.h"
 #include "layers/cpu/cpu_kernels.h"
@@ -136,7 +137,8 @@ absl::StatusOr<Timing> TimeCuda(cuda::LtMatmul& lt, cudaStream_t stream, cuda::M
 std::string Json(const absl::StatusOr<Timing>& t, const char* name) {
   if (!t.ok())
     return absl::StrCat("\"", name, "_tflops\":null,\"", name, "_ms\":null,\"", name,
-                        "_error\":\"", t.status().message(), "\"");
+                        "_error\":\"", absl::StrReplaceAll(t.status().message(), {{"\"", "'"}}),
+                        "\"");
   return absl::StrCat("\"", name, "_tflops\":", t->tflops, ",\"", name, "_ms\":", t->ms);
 }
 
