@@ -139,7 +139,9 @@ cat >"$OUT/env.sh" <<'EOF'
 MLA_BUNDLE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export MLA_BUNDLE
 if [ ! -d "$MLA_BUNDLE/lib" ]; then
-  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+  python3 -c 'import sys, tarfile
+kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+tarfile.open(sys.argv[1]).extractall(sys.argv[2], **kw)' \
     "$MLA_BUNDLE/payload.tar.xz" "$MLA_BUNDLE"
 fi
 export PATH="$MLA_BUNDLE/bin:$PATH"

@@ -7,8 +7,13 @@
 # call it through the device tool and how to read the summary.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+# Python (and torch, for the peer) keeps the machine's own libraries; the
+# bundle's programs get the bundle's (gpu_check.py passes them on).
+host_ld="${LD_LIBRARY_PATH-}"
 # shellcheck source=/dev/null
 . "$here/env.sh"
+export MLA_BUNDLE_LD_LIBRARY_PATH="$LD_LIBRARY_PATH"
+export LD_LIBRARY_PATH="$host_ld"
 py=python3
 for candidate in python3 /usr/bin/python3; do
   if command -v "$candidate" >/dev/null && "$candidate" -c "import torch" 2>/dev/null; then

@@ -83,6 +83,11 @@ class Check:
         self.runs = {}  # run name -> run dir and parsed metrics
         self.cpu_ref = None  # the background CPU reference process
         self.python = sys.executable
+        # The bundle's programs run with the bundle's libraries (env.sh, via
+        # gpu-check.sh); Python, torch and nvidia-smi with the machine's.
+        self.bundle_env = dict(os.environ)
+        if "MLA_BUNDLE_LD_LIBRARY_PATH" in os.environ:
+            self.bundle_env["LD_LIBRARY_PATH"] = os.environ["MLA_BUNDLE_LD_LIBRARY_PATH"]
 
     # ---- plumbing
     def elapsed(self):
@@ -125,7 +130,8 @@ class Check:
         self.say("$ " + " ".join(cmd))
         try:
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               timeout=timeout, env=env, cwd=cwd, errors="replace")
+                               timeout=timeout, env=env or self.bundle_env, cwd=cwd,
+                               errors="replace")
         except subprocess.TimeoutExpired as e:
             out = e.stdout if isinstance(e.stdout, str) else (e.stdout or b"").decode(errors="replace")
             self.say(out)
@@ -153,9 +159,9 @@ class Check:
         if shutil.which("nvidia-smi") is None:
             raise Fail("nvidia-smi not found")
         out = self.run_ok(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap",
-                           "--format=csv,noheader"], budget)
+                           "--format=csv,noheader"], budget, env=dict(os.environ))
         name, driver, memory, cc = [x.strip() for x in out.strip().splitlines()[0].split(",")]
-        self.run(["nvidia-smi"], budget)
+        self.run(["nvidia-smi"], budget, env=dict(os.environ))
         return {"name": name, "driver": driver, "memory": memory, "compute_capability": cc}
 
     def gemm_peak(self, budget):
@@ -227,7 +233,8 @@ class Check:
                                extra={"threads": threads, "peak_gflops": 1})
         self.say("$ (background) " + " ".join(cmd))
         log = open(os.path.join(self.work, "cpu_reference.log"), "w")
-        self.cpu_ref = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), out_dir, log,
+        self.cpu_ref = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.bundle_env), out_dir, log,
                         time.monotonic())
 
     def cpu_reference(self, budget):
@@ -475,7 +482,7 @@ class Check:
                f"--shape={shape}", "--steps=" + ("3" if self.dry else "30")]
         if not self.dry:
             cmd.append("--compile")
-        out = self.run_ok(cmd, budget)
+        out = self.run_ok(cmd, budget, env=dict(os.environ))
         peer = json.loads(out.strip().splitlines()[-1])
         ours = self.runs.get(f"{self.device}:{'paper' if not self.dry else 'quickstart'}:"
                              f"{'bf16' if not self.dry else 'fp32'}")
