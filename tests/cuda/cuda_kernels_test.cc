@@ -175,6 +175,24 @@ TEST_F(CudaKernelsTest, PlanCacheStaysBoundedAcrossManyShapes) {
   CheckLinearForward(cpu_, *gpu_, 1, N, K, Epilogue::kNone, false, 0);  // M = 1 was evicted
 }
 
+// A GEMM cuBLASLt has no algorithm for (fp32 operands 1 byte off their
+// alignment) is a status naming the shape, and NaN in the output, not the
+// end of the process. Skips if this cuBLASLt accepts such operands.
+TEST_F(CudaKernelsTest, GemmWithoutAlgorithmIsAStatusNamingTheShape) {
+  auto own = CudaKernels::Create();  // its status() is expected to go bad
+  ASSERT_TRUE(own.ok()) << own.status();
+  const int64_t M = 8, N = 16, K = 32;
+  Dev<float> x(Random(M * K + 1, 50)), w(Random(N * K, 51)), y(std::vector<float>(M * N, 1.0f));
+  const float* odd_x =
+      reinterpret_cast<const float*>(reinterpret_cast<const char*>(x.get()) + 1);
+  (*own)->LinearForward(odd_x, w.get(), nullptr, y.get(), M, N, K, Epilogue::kNone, false);
+  if ((*own)->status().ok()) GTEST_SKIP() << "cuBLASLt ran fp32 operands at 1-byte alignment";
+  EXPECT_EQ((*own)->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE((*own)->status().message().find("m=16 n=8 k=32"), std::string::npos)
+      << (*own)->status();
+  for (float v : y.Host()) ASSERT_TRUE(std::isnan(v)) << "the unwritten product is not NaN";
+}
+
 // Create's probe of cuBLASLt's GELU epilogues: printed for the first GPU runs,
 // and the switch follows it.
 TEST_F(CudaKernelsTest, GeluEpilogueProbeDecidesTheFusion) {
