@@ -78,6 +78,11 @@ void LtMatmul::SetPointers(const Plan& plan, const MatmulKey& key, const MatmulA
 
 LtMatmul::Plan& LtMatmul::GetPlan(const MatmulKey& key, const MatmulArgs& args) {
   if (Plan* cached = plans_.Find(key)) return *cached;
+  // Decoding evicts by design; a training step that needs more plans than
+  // the cache holds would re-plan every step, so say when eviction starts.
+  LOG_IF(WARNING, plans_.size() == plans_.capacity() && plans_.evictions() == 0)
+      << "cuBLASLt plan cache full (" << plans_.capacity()
+      << " plans): evicting the least recently used from now on";
   return plans_.Insert(key, MakePlan(key, args));
 }
 
