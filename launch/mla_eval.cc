@@ -45,6 +45,7 @@
 #include "launch/mla_eval_metrics.h"
 #include "layers/cpu/cpu_kernels.h"
 #if MLA_EVAL_CUDA
+#include "comm/nccl_device.h"
 #include "layers/cuda/cuda_kernels.h"
 #endif
 #include "runtime/data/data_loader.h"
@@ -785,12 +786,15 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
 
 // The kernels of --device: the model, the KV cache and the decoder all live
 // in their memory.
-absl::StatusOr<std::unique_ptr<Kernels>> CreateKernels(const std::string& device) {
+absl::StatusOr<std::unique_ptr<Kernels>> CreateKernels(const std::string& device,
+                                                       const Communicator& comm) {
   if (device == "cpu") return std::unique_ptr<Kernels>(std::make_unique<CpuKernels>());
   if (device != "cuda")
     return absl::InvalidArgumentError(
         absl::StrCat("unknown --device '", device, "' (expected cpu or cuda)"));
 #if MLA_EVAL_CUDA
+  // Rank r of a node on GPU r, as in training.
+  MLA_RETURN_IF_ERROR(SelectLocalCudaDevice(comm.local_rank(), comm.local_size()).status());
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaKernels> gpu, cuda::CudaKernels::Create());
   return std::unique_ptr<Kernels>(std::move(gpu));
 #else
@@ -811,7 +815,7 @@ absl::Status Run(Communicator& comm) {
   if (absl::GetFlag(FLAGS_threads) > 0)
     omp_set_num_threads(CapThreads(absl::GetFlag(FLAGS_threads), "mla-eval"));
   MLA_RETURN_IF_ERROR(CheckOutputs());
-  MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned, CreateKernels(absl::GetFlag(FLAGS_device)));
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned, CreateKernels(absl::GetFlag(FLAGS_device), comm));
   Kernels* kernels = owned.get();
   MLA_ASSIGN_OR_RETURN(EvalModel m, LoadEvalModel(kernels));
   if (task == "loss") return RunLoss(comm, m);

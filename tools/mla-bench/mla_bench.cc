@@ -89,8 +89,7 @@ int main(int argc, char** argv) {
     }
     GptModel& model = **model_or;
     model.InitParameters(1);
-    std::vector<DecaySegment> segments;
-    for (const ParamSpec& p : model.layout().params) segments.push_back({p.offset, p.numel, p.decay});
+    const std::vector<DecaySegment> segments = DecaySegments(model.layout());
     auto opt_or = AdamW::Create(AdamWConfig{}, ElementRange{0, model.num_params()}, segments);
     if (!opt_or.ok()) {
       std::fprintf(stderr, "mla-bench: %s\n", std::string(opt_or.status().message()).c_str());
