@@ -8,14 +8,14 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/adamw_math.h"
+#include "base/cuda_status.h"
 #include "base/status_macros.h"
 #include "comm/nccl_bootstrap.h"
 #include "comm/nccl_communicator.h"
 #include "glog/logging.h"
-#include "layers/cuda/cuda_check.h"
 #include "layers/cuda/cuda_kernels.h"
 #include "layers/device_array.h"
-#include "layers/math/adamw_math.h"
 #include "runtime/host_staging.h"
 #include "runtime/training_device.h"
 
