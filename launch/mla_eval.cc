@@ -37,7 +37,7 @@
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
 #include "glog/logging.h"
-#include "launch/mla_eval_json.h"
+#include "base/json.h"
 #include "launch/mla_eval_metrics.h"
 #include "layers/cpu/cpu_kernels.h"
 #if MLA_EVAL_CUDA

@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "launch/mla_eval_json.h"
+#include "base/json.h"
 #include "layers/cpu/cpu_kernels.h"
 #include "runtime/data/token_shard.h"
 #include "runtime/model_checkpoint.h"
@@ -146,7 +146,7 @@ TEST(MlaEvalTest, GenerateWritesEveryPromptAndReportsBadLinesAlone) {
   }
   EXPECT_EQ(lines[0].Find("id")->string, "a");
   EXPECT_LE(NumberAt(lines[1], "generated_tokens"), 5);
-  EXPECT_NE(lines[2].Find("error")->string.find("bad JSON"), std::string::npos);
+  EXPECT_NE(lines[2].Find("error")->string.find("malformed JSON"), std::string::npos);
   EXPECT_NE(lines[3].Find("error")->string.find("empty prompt"), std::string::npos);
   EXPECT_NE(lines[4].Find("error")->string.find("longer than the context"), std::string::npos);
   EXPECT_NE(lines[5].Find("error")->string.find("unknown key"), std::string::npos);

@@ -18,9 +18,9 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/json.h"
 #include "base/status_macros.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/reader.h"
@@ -274,21 +274,6 @@ absl::StatusOr<int> Verify(const std::string& spec) {
   return 0;
 }
 
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
 // safetensors: u64 little-endian header length, a JSON header (padded with
 // spaces to a multiple of 8), then the tensors' bytes back to back.
 absl::StatusOr<int> Export(const std::string& spec) {
@@ -300,19 +285,19 @@ absl::StatusOr<int> Export(const std::string& spec) {
   if (out.empty()) return absl::InvalidArgumentError("export needs --out=FILE");
   MLA_ASSIGN_OR_RETURN(CheckpointReader r, OpenSpec(spec));
   std::vector<std::string> meta = {
-      absl::StrCat(JsonString("format"), ":", JsonString(ckpt::kFormatName)),
-      absl::StrCat(JsonString("step"), ":", JsonString(absl::StrCat(r.header().step))),
-      absl::StrCat(JsonString("tokens_seen"), ":", JsonString(absl::StrCat(r.header().tokens_seen))),
-      absl::StrCat(JsonString("mlatrain_version"), ":", JsonString(r.header().mlatrain_version)),
-      absl::StrCat(JsonString("git_revision"), ":", JsonString(r.header().git_revision))};
+      absl::StrCat(json::Quote("format"), ":", json::Quote(ckpt::kFormatName)),
+      absl::StrCat(json::Quote("step"), ":", json::Quote(absl::StrCat(r.header().step))),
+      absl::StrCat(json::Quote("tokens_seen"), ":", json::Quote(absl::StrCat(r.header().tokens_seen))),
+      absl::StrCat(json::Quote("mlatrain_version"), ":", json::Quote(r.header().mlatrain_version)),
+      absl::StrCat(json::Quote("git_revision"), ":", json::Quote(r.header().git_revision))};
   for (const ckpt::ConfigEntry& e : r.config())
-    meta.push_back(absl::StrCat(JsonString(absl::StrCat("config.", e.key)), ":",
-                                JsonString(ckpt::ConfigValueToString(e.value))));
-  std::vector<std::string> entries = {absl::StrCat(JsonString("__metadata__"), ":{", absl::StrJoin(meta, ","), "}")};
+    meta.push_back(absl::StrCat(json::Quote(absl::StrCat("config.", e.key)), ":",
+                                json::Quote(ckpt::ConfigValueToString(e.value))));
+  std::vector<std::string> entries = {absl::StrCat(json::Quote("__metadata__"), ":{", absl::StrJoin(meta, ","), "}")};
   int64_t begin = 0;
   for (const TensorSpec& t : r.layout()) {
     const int64_t end = begin + t.numel() * 4;
-    entries.push_back(absl::StrCat(JsonString(t.name), ":{\"dtype\":\"F32\",\"shape\":[", absl::StrJoin(t.shape, ","),
+    entries.push_back(absl::StrCat(json::Quote(t.name), ":{\"dtype\":\"F32\",\"shape\":[", absl::StrJoin(t.shape, ","),
                                    "],\"data_offsets\":[", begin, ",", end, "]}"));
     begin = end;
   }
