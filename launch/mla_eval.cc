@@ -39,10 +39,7 @@
 #include "glog/logging.h"
 #include "base/json.h"
 #include "launch/mla_eval_metrics.h"
-#include "layers/cpu/cpu_kernels.h"
-#if MLA_EVAL_CUDA
-#include "layers/cuda/cuda_kernels.h"
-#endif
+#include "layers/create_kernels.h"
 #include "runtime/data/data_loader.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/decoder.h"
@@ -713,23 +710,6 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
   return absl::OkStatus();
 }
 
-// The kernels of --device: the model, the KV cache and the decoder all live
-// in their memory.
-absl::StatusOr<std::unique_ptr<Kernels>> CreateKernels(const std::string& device) {
-  if (device == "cpu") return std::unique_ptr<Kernels>(std::make_unique<CpuKernels>());
-  if (device != "cuda")
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown --device '", device, "' (expected cpu or cuda)"));
-#if MLA_EVAL_CUDA
-  MLA_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaKernels> gpu, cuda::CudaKernels::Create());
-  return std::unique_ptr<Kernels>(std::move(gpu));
-#else
-  return absl::FailedPreconditionError(
-      "--device=cuda: this build has no CUDA support (configure with -DMLA_CUDA=ON on a machine "
-      "with nvcc)");
-#endif
-}
-
 absl::Status Run(Communicator& comm) {
   const std::string task = absl::GetFlag(FLAGS_task);
   if (task != "loss" && task != "generate" && task != "report")
@@ -739,7 +719,9 @@ absl::Status Run(Communicator& comm) {
     return absl::InvalidArgumentError("--random_init_config is for --task=report only");
   if (absl::GetFlag(FLAGS_threads) < 0) return absl::InvalidArgumentError("--threads must be >= 0");
   if (absl::GetFlag(FLAGS_threads) > 0) omp_set_num_threads(absl::GetFlag(FLAGS_threads));
-  MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned, CreateKernels(absl::GetFlag(FLAGS_device)));
+  // The model, the KV cache and the decoder all live in the kernels' memory.
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned,
+                       CreateKernels(absl::GetFlag(FLAGS_device), Precision::kFp32));
   Kernels* kernels = owned.get();
   MLA_ASSIGN_OR_RETURN(EvalModel m, LoadEvalModel(kernels));
   if (task == "loss") return RunLoss(comm, m);

@@ -217,7 +217,7 @@ TEST(MlaEvalTest, BadFlagsEndWithOneClearMessage) {
        "unknown decode mode 'fast'"},
       {"--task=generate --checkpoint=" + kCkpt + " --prompts=" + kDir +
            "/prompts.jsonl --max_new_tokens=8 --device=tpu",
-       "unknown --device 'tpu' (expected cpu or cuda)"},
+       "--device=tpu: expected cpu or cuda"},
   };
   for (const auto& c : cases) {
     const Result r = Eval(c.args);
