@@ -218,6 +218,13 @@ TEST(MlaEvalTest, BadFlagsEndWithOneClearMessage) {
       {"--task=generate --checkpoint=" + kCkpt + " --prompts=" + kDir +
            "/prompts.jsonl --max_new_tokens=8 --device=tpu",
        "--device=tpu: expected cpu or cuda"},
+      {"--task=generate --checkpoint=" + kCkpt + " --prompts=" + kDir +
+           "/prompts.jsonl --max_new_tokens=8 --n_layer=3",
+       "--n_layer: the model config comes from the checkpoint"},
+      {"--task=report --random_init_config=n_layers=2", "unknown model config key 'n_layers'"},
+      {"--task=report --random_init_config=n_layer=two", "n_layer=two: not an integer"},
+      {"--task=report --random_init_config=layers=2,d_model=30,heads=4",
+       "n_head=4: must divide d_model=30"},
   };
   for (const auto& c : cases) {
     const Result r = Eval(c.args);

@@ -125,7 +125,10 @@ class MlaTrainFlags(BadInput):
         self.refused_train("global_batch_tokens=70", "context_length=16", global_batch_tokens=70)
 
     def test_unknown_attention_kind_is_named(self):
-        self.refused_train("mla2", attention="mla2")
+        # --attention is an AttentionKind flag: refused while the flags are parsed.
+        proc = self.run_tool(train_cmd(os.path.join(TMP, "kind"), attention="mla2"))
+        self.assert_refused(proc, "'mla2'", "attention", "expected mha, mha_rope, mla or mla_rope",
+                            prefix="ERROR: Illegal value")
 
     def test_heads_not_dividing_width_is_named(self):
         self.refused_train("n_head=5", n_head=5)
