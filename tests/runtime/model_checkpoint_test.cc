@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "glog/logging.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -17,21 +18,12 @@ using ckpt::ConfigEntry;
 using ::testing::HasSubstr;
 
 ModelConfig Sample() {
-  ModelConfig c;
-  c.vocab_size = 512;
-  c.context_length = 64;
-  c.n_layer = 2;
-  c.d_model = 32;
-  c.n_head = 4;
-  c.attention = AttentionKind::kMla;
-  c.kv_rank = 16;
-  c.rope_dim = 4;
-  c.q_rank = 8;
-  c.latent_norm = true;
-  c.mlp_ratio = 2;
-  c.tied_embeddings = false;
-  c.rope_theta = 20000.0f;
-  return c;
+  absl::StatusOr<ModelConfig> c = ParseModelConfigSpec(
+      "vocab_size=512,context_length=64,n_layer=2,d_model=32,n_head=4,attention=mla,kv_rank=16,"
+      "rope_dim=4,q_rank=8,latent_norm=true,mlp_ratio=2,tied_embeddings=false,rope_theta=20000",
+      ModelConfig(), {});
+  CHECK(c.ok()) << c.status();
+  return *c;
 }
 
 // Format v1's /config entries of Sample().
