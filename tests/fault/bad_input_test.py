@@ -255,6 +255,17 @@ class OtherTools(BadInput):
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("mla2", proc.stderr)
 
+    def test_bench_cuda_device_without_a_gpu_names_the_reason(self):
+        if shutil.which("nvidia-smi") and subprocess.run(
+                ["nvidia-smi", "-L"], capture_output=True, text=True).stdout.startswith("GPU "):
+            self.skipTest("a GPU is visible")
+        proc = self.run_tool([BENCH, "--device=cuda", "--steps=1", "--warmup=0"])
+        self.assert_refused(proc, "--device=cuda: ", prefix="mla-bench: ")
+
+    def test_bench_alias_and_its_flag_together_are_refused(self):
+        proc = self.run_tool([BENCH, "--layers=2", "--n_layer=3", "--steps=1", "--warmup=0"])
+        self.assert_refused(proc, "--layers is an alias of --n_layer", prefix="mla-bench: ")
+
 
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[2:])
