@@ -78,6 +78,7 @@ struct ModelConfig {
   // Per-head query/key width used in the score q·k: D, or D + P for mla_rope.
   int qk_head_dim() const;
 };
+#undef MLA_MODEL_CONFIG_MEMBER
 
 // Checks every field; the message names the field and the rule it breaks.
 absl::Status ValidateModelConfig(const ModelConfig& config);
