@@ -2,7 +2,6 @@
 // rank's GPU, NCCL for gradient buckets and ZeRO-1, device-resident AdamW.
 #include <cuda_runtime.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <utility>
@@ -55,24 +54,8 @@ class CudaTrainingDevice final : public TrainingDevice {
     return CheckMemoryPlanFits(plan, static_cast<int64_t>(free_bytes));
   }
 
-  // A square fp32 GEMM through the kernels (cuBLASLt), best of a few.
   double MeasurePeakGflops() override {
-    constexpr int64_t n = 4096;
-    DeviceArray<float> a(kernels_.get(), n * n), b(kernels_.get(), n * n), c(kernels_.get(), n * n);
-    kernels_->Fill(a.data(), 1.0f, n * n);
-    kernels_->Fill(b.data(), 0.5f, n * n);
-    double best = 0;
-    for (int rep = 0; rep < 4; ++rep) {
-      kernels_->Synchronize();
-      const auto t0 = std::chrono::steady_clock::now();
-      kernels_->LinearForward(a.data(), b.data(), nullptr, c.data(), n, n, n, Epilogue::kNone,
-                              false);
-      kernels_->Synchronize();
-      const double s =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (rep > 0 && s > 0) best = std::max(best, 2.0 * n * n * n / s / 1e9);
-    }
-    return best;
+    return MeasureGemmPeakGflops(*kernels_, kPeakGemmSize);
   }
 
   absl::Status CreateOptimizer(const AdamWConfig& config, ElementRange range,

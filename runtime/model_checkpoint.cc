@@ -1,5 +1,6 @@
 #include "runtime/model_checkpoint.h"
 
+#include <algorithm>
 #include <climits>
 #include <variant>
 
@@ -75,8 +76,47 @@ absl::StatusOr<ModelConfig> ModelConfigFromEntries(const std::vector<ckpt::Confi
 std::vector<ckpt::TensorSpec> TensorSpecs(const ParameterLayout& layout) {
   std::vector<ckpt::TensorSpec> specs;
   specs.reserve(layout.params.size());
-  for (const ParamSpec& p : layout.params) specs.push_back({p.name, p.shape, p.offset});
+  for (const ParamSpec& p : layout.params) specs.push_back({p.name, p.shape, p.packed_offset});
   return specs;
+}
+
+namespace {
+
+// Calls f(buffer_offset, packed_offset, n) for each run of tensor elements in
+// buffer range [begin, end).
+template <typename F>
+void ForEachTensorRun(const ParameterLayout& layout, int64_t begin, int64_t end, F f) {
+  for (const ParamSpec& p : layout.params) {
+    const int64_t lo = std::max(begin, p.offset), hi = std::min(end, p.offset + p.numel);
+    if (lo < hi) f(lo, p.packed_offset + (lo - p.offset), hi - lo);
+  }
+}
+
+}  // namespace
+
+ckpt::FlatSlice PackedSlice(const ParameterLayout& layout, int64_t begin,
+                            absl::Span<const float> values, std::vector<float>* staging) {
+  if (layout.total == layout.packed_total) return {begin, values};  // no gaps: the view itself
+  const int64_t end = begin + static_cast<int64_t>(values.size());
+  staging->clear();
+  ForEachTensorRun(layout, begin, end, [&](int64_t at, int64_t, int64_t n) {
+    staging->insert(staging->end(), values.begin() + (at - begin), values.begin() + (at - begin + n));
+  });
+  return {PackedOffset(layout, begin), absl::MakeConstSpan(*staging)};
+}
+
+absl::Status ReadPaddedRange(const ckpt::CheckpointReader& reader, ckpt::FlatBuffer which,
+                             const ParameterLayout& layout, int64_t begin, absl::Span<float> out) {
+  if (layout.total == layout.packed_total) return reader.ReadRange(which, begin, out);
+  const int64_t end = begin + static_cast<int64_t>(out.size());
+  const int64_t packed_begin = PackedOffset(layout, begin);
+  std::vector<float> packed(static_cast<size_t>(PackedOffset(layout, end) - packed_begin));
+  MLA_RETURN_IF_ERROR(reader.ReadRange(which, packed_begin, absl::MakeSpan(packed)));
+  std::fill(out.begin(), out.end(), 0.0f);
+  ForEachTensorRun(layout, begin, end, [&](int64_t at, int64_t packed_at, int64_t n) {
+    std::copy_n(packed.begin() + (packed_at - packed_begin), n, out.begin() + (at - begin));
+  });
+  return absl::OkStatus();
 }
 
 absl::StatusOr<LoadedModel> LoadModelFromCheckpoint(const std::string& spec,
@@ -96,7 +136,8 @@ absl::StatusOr<LoadedModel> LoadModelFromCheckpoint(const std::string& spec,
   MLA_RETURN_IF_ERROR(reader.ExpectLayout(TensorSpecs(out.model->layout())));
   MLA_RETURN_IF_ERROR(FillFromHost(*kernels, out.model->params(), out.model->num_params(),
                                    [&](absl::Span<float> params) {
-                                     return reader.ReadRange(ckpt::FlatBuffer::kParams, 0, params);
+                                     return ReadPaddedRange(reader, ckpt::FlatBuffer::kParams,
+                                                            out.model->layout(), 0, params);
                                    }));
   MLA_ASSIGN_OR_RETURN(out.tokenizer_model, reader.ReadTokenizerModel());
   return out;

@@ -210,6 +210,7 @@ absl::Status Run::Setup() {
   plan.zero_stage = o_.zero_stage;
   plan.world_size = world_;
   plan.precision = o_.precision;
+  plan.measure_peak = o_.peak_gflops <= 0;
   MLA_RETURN_IF_ERROR(device_->CheckMemory(config_, plan, rank_ == 0));
   MLA_ASSIGN_OR_RETURN(model_, GptModel::Create(config_, &device_->kernels()));
   model_->Reserve(o_.micro_batch, shapes_.T);
@@ -237,8 +238,7 @@ absl::Status Run::Setup() {
   } else {
     range_ = ElementRange{0, total};
   }
-  std::vector<DecaySegment> segments;
-  for (const ParamSpec& p : model_->layout().params) segments.push_back({p.offset, p.numel, p.decay});
+  const std::vector<DecaySegment> segments = DecaySegments(model_->layout());
   AdamWConfig ac;
   ac.beta1 = o_.beta1;
   ac.beta2 = o_.beta2;
@@ -315,13 +315,14 @@ absl::Status Run::Resume(const std::string& path) {
   MLA_RETURN_IF_ERROR(reader.ExpectLayout(TensorSpecs(model_->layout())));
   MLA_RETURN_IF_ERROR(FillFromHost(device_->kernels(), model_->params(), model_->num_params(),
                                    [&](absl::Span<float> params) {
-                                     return reader.ReadRange(ckpt::FlatBuffer::kParams, 0, params);
+                                     return ReadPaddedRange(reader, ckpt::FlatBuffer::kParams,
+                                                            model_->layout(), 0, params);
                                    }));
   MLA_RETURN_IF_ERROR(device_->LoadMoments(AdamMoment::kM, [&](absl::Span<float> m) {
-    return reader.ReadRange(ckpt::FlatBuffer::kAdamM, range_.begin, m);
+    return ReadPaddedRange(reader, ckpt::FlatBuffer::kAdamM, model_->layout(), range_.begin, m);
   }));
   MLA_RETURN_IF_ERROR(device_->LoadMoments(AdamMoment::kV, [&](absl::Span<float> v) {
-    return reader.ReadRange(ckpt::FlatBuffer::kAdamV, range_.begin, v);
+    return ReadPaddedRange(reader, ckpt::FlatBuffer::kAdamV, model_->layout(), range_.begin, v);
   }));
   device_->set_optimizer_step(reader.adamw().step);
   MLA_ASSIGN_OR_RETURN(std::vector<int64_t> loader_ints, reader.ReadState("data_loader"));
@@ -356,16 +357,21 @@ absl::Status Run::Save() {
   const ckpt::FlatRange mine = ckpt::EvenShard(total, rank_, world_);
   // Host views of device buffers (copies only when the memory is not host
   // memory); they must outlive SaveCheckpoint.
-  std::vector<float> params_host, m_host, v_host;
-  st.params = {mine.lo, HostView(device_->kernels(), model_->params() + mine.lo, mine.size(),
-                                 &params_host)};
+  std::vector<float> params_host, m_host, v_host, params_packed, m_packed, v_packed;
+  const ParameterLayout& layout = model_->layout();
+  st.params = PackedSlice(layout, mine.lo,
+                          HostView(device_->kernels(), model_->params() + mine.lo, mine.size(),
+                                   &params_host),
+                          &params_packed);
   // ZeRO-1 saves this rank's optimizer shard; otherwise the checkpoint's own shard.
   const ElementRange moments = o_.zero_stage == 1 ? range_ : ElementRange{mine.lo, mine.hi};
   const int64_t offset = moments.begin - range_.begin;
-  st.adam_m = {moments.begin,
-               device_->MomentsOnHost(AdamMoment::kM, offset, moments.size(), &m_host)};
-  st.adam_v = {moments.begin,
-               device_->MomentsOnHost(AdamMoment::kV, offset, moments.size(), &v_host)};
+  st.adam_m = PackedSlice(layout, moments.begin,
+                          device_->MomentsOnHost(AdamMoment::kM, offset, moments.size(), &m_host),
+                          &m_packed);
+  st.adam_v = PackedSlice(layout, moments.begin,
+                          device_->MomentsOnHost(AdamMoment::kV, offset, moments.size(), &v_host),
+                          &v_packed);
   st.adamw.step = device_->optimizer_step();
   st.adamw.beta1 = o_.beta1;
   st.adamw.beta2 = o_.beta2;

@@ -1,5 +1,7 @@
 #include "runtime/training_device.h"
 
+#include <algorithm>
+#include <chrono>
 #include <optional>
 #include <utility>
 
@@ -9,8 +11,26 @@
 #include "layers/cpu/cpu_kernels.h"
 #include "layers/cpu/peak_flops.h"
 #include "layers/create_kernels.h"
+#include "layers/device_array.h"
 
 namespace mla {
+
+double MeasureGemmPeakGflops(Kernels& kernels, int64_t n) {
+  DeviceArray<float> a(&kernels, n * n), b(&kernels, n * n), c(&kernels, n * n);
+  kernels.Fill(a.data(), 1.0f, n * n);
+  kernels.Fill(b.data(), 0.5f, n * n);
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    kernels.Synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    kernels.LinearForward(a.data(), b.data(), nullptr, c.data(), n, n, n, Epilogue::kNone, false);
+    kernels.Synchronize();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rep > 0 && s > 0) best = std::max(best, 2.0 * n * n * n / s / 1e9);
+  }
+  return best;
+}
+
 namespace {
 
 // Everything in host memory: the CPU kernels' buffers are the host's, so the

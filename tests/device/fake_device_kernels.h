@@ -13,13 +13,15 @@
 //   - CopyToDevice / CopyToHost check that the device side is registered and
 //     the host side is not; CopyOnDevice that both are.
 //   - The calls are counted, so tests can state how many transfers a step
-//     makes.
+//     makes, and the bytes requested from AllocateBytes are added up (live
+//     and peak), so tests can hold the memory plan to what is allocated.
 //
 // Pages are opened (PROT_READ|PROT_WRITE) only for the duration of a
 // forwarded call. Single-threaded use, like every Kernels.
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -49,6 +51,10 @@ class FakeDeviceKernels final : public ForwardingKernels {
   const Counts& counts() const { return counts_; }
   void ResetCounts() { counts_ = Counts{}; }
   int64_t live_allocations() const { return static_cast<int64_t>(regions_.size()); }
+  // Bytes requested by the live allocations, and the most ever live at once.
+  int64_t live_bytes() const { return live_bytes_; }
+  int64_t peak_bytes() const { return peak_bytes_; }
+  void ResetPeak() { peak_bytes_ = live_bytes_; }
   bool IsDevice(const void* p) const { return Find(p) != 0; }
 
   bool is_host() const override { return false; }
@@ -61,6 +67,9 @@ class FakeDeviceKernels final : public ForwardingKernels {
     void* p = mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(p != MAP_FAILED) << "mmap of " << bytes << " bytes";
     regions_[reinterpret_cast<uintptr_t>(p)] = size;  // anonymous pages are zero
+    requested_[reinterpret_cast<uintptr_t>(p)] = bytes;
+    live_bytes_ += static_cast<int64_t>(bytes);
+    peak_bytes_ = std::max(peak_bytes_, live_bytes_);
     ++counts_.allocations;
     return p;
   }
@@ -70,6 +79,8 @@ class FakeDeviceKernels final : public ForwardingKernels {
     CHECK(it != regions_.end()) << "FreeBytes of a pointer AllocateBytes did not return";
     munmap(p, it->second);
     regions_.erase(it);
+    live_bytes_ -= static_cast<int64_t>(requested_.at(reinterpret_cast<uintptr_t>(p)));
+    requested_.erase(reinterpret_cast<uintptr_t>(p));
     ++counts_.frees;
   }
   void CopyToDevice(void* dst, const void* src, size_t bytes) override {
@@ -268,7 +279,9 @@ class FakeDeviceKernels final : public ForwardingKernels {
   }
 
   bool fused_gelu_;
-  std::map<uintptr_t, size_t> regions_;  // start → mapped bytes
+  std::map<uintptr_t, size_t> regions_;    // start → mapped bytes
+  std::map<uintptr_t, size_t> requested_;  // start → bytes asked for
+  int64_t live_bytes_ = 0, peak_bytes_ = 0;
   Counts counts_;
 };
 

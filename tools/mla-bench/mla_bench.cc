@@ -2,7 +2,7 @@
 // of --device (runtime/training_device.h: the kernels, AdamW and its moments
 // as mla-train runs them). On the CPU, MFU is measured against the peak of a
 // large oneDNN sgemm taken in the same run (so machine noise affects both
-// alike); on a GPU against the device's fp32 GEMM peak.
+// alike); on a GPU against the device's GEMM peak in the run's precision.
 #include <omp.h>
 
 #include <chrono>
@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
                 absl::GetFlag(FLAGS_peak_size), peak);
   } else {
     peak = (*device)->MeasurePeakGflops();
-    std::printf("device=%s precision=%s  fp32 GEMM peak = %.1f GFLOP/s\n",
+    std::printf("device=%s  GEMM peak in --precision=%s = %.1f GFLOP/s\n",
                 std::string((*device)->name()).c_str(), absl::GetFlag(FLAGS_precision).c_str(), peak);
   }
   std::printf("config: n_layer=%d d_model=%d n_head=%d vocab_size=%d context_length=%d batch=%d "
@@ -144,10 +144,8 @@ int main(int argc, char** argv) {
     if (!model_or.ok()) return fail(model_or.status());
     GptModel& model = **model_or;
     model.InitParameters(1);
-    std::vector<DecaySegment> segments;
-    for (const ParamSpec& p : model.layout().params) segments.push_back({p.offset, p.numel, p.decay});
     if (absl::Status s = (*device)->CreateOptimizer(AdamWConfig{}, ElementRange{0, model.num_params()},
-                                                    segments);
+                                                    DecaySegments(model.layout()));
         !s.ok())
       return fail(s);
     if (absl::Status s = (*device)->ParametersChanged(model.params(), model.num_params()); !s.ok())

@@ -234,7 +234,7 @@ absl::StatusOr<int> Verify(const std::string& spec) {
   MLA_ASSIGN_OR_RETURN(CheckpointReader r, CheckpointReader::Open(path));
   MLA_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFrom(r));
   std::vector<TensorSpec> expected;
-  for (const ParamSpec& p : BuildParameterLayout(config).params) expected.push_back({p.name, p.shape, p.offset});
+  for (const ckpt::TensorSpec& t : TensorSpecs(BuildParameterLayout(config))) expected.push_back(t);
   ckpt::VerifyReport report;
   MLA_RETURN_IF_ERROR(ckpt::VerifyCheckpoint(r, expected, &report));
   std::printf("%s: OK (format v%lld, digest of all %lld bytes good, %zu tensors match the config, "
