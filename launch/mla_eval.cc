@@ -39,7 +39,7 @@
 #include "glog/logging.h"
 #include "base/json.h"
 #include "launch/mla_eval_metrics.h"
-#include "layers/create_kernels.h"
+#include "runtime/create_kernels.h"
 #include "runtime/data/data_loader.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/decoder.h"
@@ -701,9 +701,11 @@ absl::Status Run(Communicator& comm) {
     return absl::InvalidArgumentError("--random_init_config is for --task=report only");
   if (absl::GetFlag(FLAGS_threads) < 0) return absl::InvalidArgumentError("--threads must be >= 0");
   if (absl::GetFlag(FLAGS_threads) > 0) omp_set_num_threads(absl::GetFlag(FLAGS_threads));
-  // The model, the KV cache and the decoder all live in the kernels' memory.
+  // The model, the KV cache and the decoder all live in the kernels' memory;
+  // rank r of a node runs on GPU r, as in training.
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned,
-                       CreateKernels(absl::GetFlag(FLAGS_device), Precision::kFp32));
+                       CreateKernels(absl::GetFlag(FLAGS_device), Precision::kFp32,
+                                     comm.local_rank(), comm.local_size()));
   Kernels* kernels = owned.get();
   MLA_ASSIGN_OR_RETURN(EvalModel m, LoadEvalModel(kernels));
   if (task == "loss") return RunLoss(comm, m);

@@ -10,8 +10,8 @@
 #include "glog/logging.h"
 #include "layers/cpu/cpu_kernels.h"
 #include "layers/cpu/peak_flops.h"
-#include "layers/create_kernels.h"
 #include "layers/device_array.h"
+#include "runtime/create_kernels.h"
 
 namespace mla {
 

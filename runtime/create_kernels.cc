@@ -1,15 +1,18 @@
-#include "layers/create_kernels.h"
+#include "runtime/create_kernels.h"
 
 #include "absl/strings/str_cat.h"
 #include "layers/cpu/cpu_kernels.h"
 #if MLA_WITH_CUDA_KERNELS
+#include "comm/nccl_device.h"
 #include "layers/cuda/cuda_kernels.h"
 #endif
 
 namespace mla {
 
 absl::StatusOr<std::unique_ptr<Kernels>> CreateKernels(absl::string_view device,
-                                                       Precision precision) {
+                                                       Precision precision,
+                                                       [[maybe_unused]] int local_rank,
+                                                       [[maybe_unused]] int local_size) {
   if (device == "cpu") {
     if (precision != Precision::kFp32)
       return absl::InvalidArgumentError(absl::StrCat(
@@ -22,6 +25,10 @@ absl::StatusOr<std::unique_ptr<Kernels>> CreateKernels(absl::string_view device,
     return absl::InvalidArgumentError(
         absl::StrCat("--device=", device, ": expected cpu or cuda"));
 #if MLA_WITH_CUDA_KERNELS
+  absl::StatusOr<int> chosen = SelectLocalCudaDevice(local_rank, local_size);
+  if (!chosen.ok())
+    return absl::Status(chosen.status().code(),
+                        absl::StrCat("--device=cuda: ", chosen.status().message()));
   absl::StatusOr<std::unique_ptr<cuda::CudaKernels>> gpu =
       cuda::CudaKernels::Create(cuda::CudaKernelsOptions{precision});
   if (!gpu.ok())
