@@ -4,8 +4,8 @@
 // flags defined in a file named like the binary, which none of ours is), and
 // the strict checks around Abseil's parser: a flagfile with Windows (CR LF)
 // line endings would hand every value a trailing '\r', and an argument that is
-// not a flag (e.g. the "false" of `--tied_embeddings false`, which Abseil
-// reads as `--tied_embeddings` followed by a stray word) would be ignored;
+// not a flag (e.g. the "false" of `--skip_nonfinite false`, which Abseil
+// reads as `--skip_nonfinite` followed by a stray word) would be ignored;
 // and --threads capped at the CPUs the process may use.
 #include <sched.h>
 

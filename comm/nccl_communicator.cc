@@ -6,11 +6,11 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/cuda_status.h"
 #include "base/status_macros.h"
 #include "comm/nccl_bootstrap.h"
 #include "comm/nccl_device.h"
 #include "glog/logging.h"
-#include "layers/cuda/cuda_check.h"
 
 namespace mla {
 namespace {

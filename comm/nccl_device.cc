@@ -2,9 +2,9 @@
 
 #include <cuda_runtime.h>
 
+#include "base/cuda_status.h"
 #include "base/status_macros.h"
 #include "comm/nccl_bootstrap.h"
-#include "layers/cuda/cuda_check.h"
 
 namespace mla {
 

@@ -11,15 +11,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/adamw_math.h"
+#include "base/cuda_status.h"
 #include "base/status_macros.h"
 #include "comm/local_communicator.h"
 #include "comm/nccl_communicator.h"
-#include "comm/nccl_device.h"
 #include "glog/logging.h"
-#include "layers/cuda/cuda_check.h"
 #include "layers/cuda/cuda_kernels.h"
 #include "layers/device_array.h"
-#include "layers/math/adamw_math.h"
+#include "runtime/create_kernels.h"
 #include "runtime/host_staging.h"
 #include "runtime/training_device.h"
 
@@ -150,21 +150,19 @@ class CudaTrainingDevice final : public TrainingDevice {
 
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm,
                                                                          Precision precision) {
-  // The kernels' stream must live on the GPU NCCL will drive, so the device
-  // is chosen (the same rule NcclCommunicator::Create applies) before the
-  // kernels exist. Every step is agreed on so no rank is left in a collective.
-  absl::StatusOr<int> device =
-      SelectLocalCudaDevice(host_comm->local_rank(), host_comm->local_size());
-  absl::Status local = device.status();
-  std::unique_ptr<cuda::CudaKernels> kernels;
-  if (local.ok()) {
-    absl::StatusOr<std::unique_ptr<cuda::CudaKernels>> created = cuda::CudaKernels::Create(cuda::CudaKernelsOptions{precision});
-    if (created.ok()) kernels = std::move(*created);
-    else local = created.status();
-  }
-  if (!local.ok())
-    local = absl::Status(local.code(), absl::StrCat("--device=cuda: ", local.message()));
-  MLA_RETURN_IF_ERROR(AgreeOnStatus(*host_comm, local));
+  // The kernels' stream must live on the GPU NCCL will drive: CreateKernels
+  // makes current the GPU that NcclCommunicator::Create's rule picks for this
+  // rank before the kernels exist. Every rank agrees on the outcome so none
+  // is left in a collective.
+  absl::StatusOr<std::unique_ptr<Kernels>> created =
+      CreateKernels("cuda", precision, host_comm->local_rank(), host_comm->local_size());
+  MLA_RETURN_IF_ERROR(AgreeOnStatus(*host_comm, created.status()));
+  auto* gpu = dynamic_cast<cuda::CudaKernels*>(created->get());
+  CHECK(gpu != nullptr) << "CreateKernels(\"cuda\") made kernels that are not CudaKernels";
+  std::unique_ptr<cuda::CudaKernels> kernels(gpu);
+  created->release();
+  int device = 0;
+  MLA_RETURN_IF_ERROR(cuda::CudaStatus(cudaGetDevice(&device), "cudaGetDevice"));
   std::unique_ptr<Communicator> buffer_comm;
   if (host_comm->size() == 1) {
     buffer_comm = std::make_unique<LocalCommunicator>();
@@ -172,7 +170,7 @@ absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communi
     MLA_ASSIGN_OR_RETURN(buffer_comm, NcclCommunicator::Create(*host_comm, kernels->stream()));
   }
   return std::unique_ptr<TrainingDevice>(
-      new CudaTrainingDevice(*device, std::move(kernels), std::move(buffer_comm)));
+      new CudaTrainingDevice(device, std::move(kernels), std::move(buffer_comm)));
 }
 
 }  // namespace mla

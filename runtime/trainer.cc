@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/json.h"
 #include "base/safe_output.h"
 #include "base/status_macros.h"
 #include "checkpoint/commit.h"
@@ -77,27 +78,6 @@ std::string FormatDuration(double seconds) {
   if (s >= 3600) return absl::StrFormat("%dh%02dm%02ds", s / 3600, (s / 60) % 60, s % 60);
   if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
   return absl::StrFormat("%ds", s);
-}
-
-std::string JsonEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// A number for metrics.jsonl: JSON has no NaN or Infinity (printf's "nan"
-// would make the line unparsable), so a non-finite value is written as null.
-std::string JsonNumber(const absl::FormatSpec<double>& format, double v) {
-  return std::isfinite(v) ? absl::StrFormat(format, v) : "null";
 }
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path, absl::string_view what) {
@@ -396,8 +376,7 @@ absl::Status Run::Setup() {
     std::string cfg = "{";
     bool first = true;
     auto put = [&](const std::string& k, const std::string& v, bool quote) {
-      absl::StrAppend(&cfg, first ? "" : ", ", "\"", JsonEscape(k), "\": ");
-      absl::StrAppend(&cfg, quote ? "\"" : "", quote ? JsonEscape(v) : v, quote ? "\"" : "");
+      absl::StrAppend(&cfg, first ? "" : ", ", json::Quote(k), ": ", quote ? json::Quote(v) : v);
       first = false;
     };
     for (const ckpt::ConfigEntry& e : ModelConfigEntries(config_))
@@ -417,8 +396,8 @@ absl::Status Run::Setup() {
     MLA_ASSIGN_OR_RETURN(AppendLog log, AppendLog::Open(metrics_path));
     metrics_.emplace(std::move(log));
     if (!resume_changes_.empty())
-      Log(absl::StrFormat("{\"step\": %d, \"resumed_from\": \"%s\", \"changed\": \"%s\"}", step_,
-                          JsonEscape(resume_path), JsonEscape(absl::StrJoin(resume_changes_, ","))));
+      Log(absl::StrFormat("{\"step\": %d, \"resumed_from\": %s, \"changed\": %s}", step_,
+                          json::Quote(resume_path), json::Quote(absl::StrJoin(resume_changes_, ","))));
     const ModelCost cost = ComputeModelCost(config_);
     std::printf(
         "mla-train: %s, %lld parameters, %d ranks x %d threads | global batch %lld seqs x %d "
@@ -595,8 +574,8 @@ absl::Status Run::Save() {
   if (rank_ == 0) {
     std::printf("mla-train: checkpoint %s (%.2f s)\n", path.c_str(), Since(t0));
     std::fflush(stdout);
-    Log(absl::StrFormat("{\"step\": %d, \"checkpoint\": \"%s\", \"save_s\": %.3f}", step_,
-                        JsonEscape(path), Since(t0)));
+    Log(absl::StrFormat("{\"step\": %d, \"checkpoint\": %s, \"save_s\": %.3f}", step_,
+                        json::Quote(path), Since(t0)));
   }
   return absl::OkStatus();
 }
@@ -724,9 +703,9 @@ absl::Status Run::Loop() {
           "{\"step\": %d, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, \"tokens_per_s\": %s, "
           "\"mfu\": %s, \"comm_share\": %s, \"tokens_seen\": %d, \"skipped_steps\": %d, "
           "\"elapsed_s\": %.3f}",
-          step_, JsonNumber("%.6f", loss), JsonNumber("%.6e", lr), JsonNumber("%.6f", clip.norm),
-          JsonNumber("%.1f", tok_s), JsonNumber("%.4f", mfu),
-          JsonNumber("%.4f", window_comm / window_time), tokens_seen_, skipped_, elapsed));
+          step_, json::Number("%.6f", loss), json::Number("%.6e", lr), json::Number("%.6f", clip.norm),
+          json::Number("%.1f", tok_s), json::Number("%.4f", mfu),
+          json::Number("%.4f", window_comm / window_time), tokens_seen_, skipped_, elapsed));
       window_time = window_comm = 0;
       window_steps = 0;
     }
@@ -738,7 +717,7 @@ absl::Status Run::Loop() {
                     val, std::exp(val));
         std::fflush(stdout);
         Log(absl::StrFormat("{\"step\": %d, \"val_loss\": %.6f, \"val_ppl\": %s}", step_, val,
-                            JsonNumber("%.4f", std::exp(val))));
+                            json::Number("%.4f", std::exp(val))));
       }
     }
     // One collective per step carries the stop signal and rank 0's output

@@ -14,6 +14,7 @@
 #include "layers/cpu/cpu_kernels.h"
 #include "layers/cpu/peak_flops.h"
 #include "layers/device_array.h"
+#include "runtime/create_kernels.h"
 #include "runtime/memory_plan.h"
 
 namespace mla {
@@ -59,10 +60,11 @@ absl::StatusOr<int64_t> AvailableHostBytes() {
 // optim/ code runs on them directly.
 class CpuTrainingDevice final : public TrainingDevice {
  public:
-  explicit CpuTrainingDevice(Communicator* host_comm) : comm_(host_comm) {}
+  CpuTrainingDevice(Communicator* host_comm, std::unique_ptr<Kernels> kernels)
+      : comm_(host_comm), kernels_(std::move(kernels)) {}
 
   absl::string_view name() const override { return "cpu"; }
-  Kernels& kernels() override { return kernels_; }
+  Kernels& kernels() override { return *kernels_; }
   Communicator& buffer_comm() override { return *comm_; }
   // Host memory is shared by the ranks of a node: each gets an even share of
   // what the node has available.
@@ -112,26 +114,23 @@ class CpuTrainingDevice final : public TrainingDevice {
 
  private:
   Communicator* comm_;
-  CpuKernels kernels_;
+  std::unique_ptr<Kernels> kernels_;
   std::optional<AdamW> opt_;
 };
 
 }  // namespace
 
 std::unique_ptr<TrainingDevice> CreateCpuTrainingDevice(Communicator* host_comm) {
-  return std::make_unique<CpuTrainingDevice>(host_comm);
+  return std::make_unique<CpuTrainingDevice>(host_comm, std::make_unique<CpuKernels>());
 }
 
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateTrainingDevice(absl::string_view name,
                                                                      Precision precision,
                                                                      Communicator* host_comm) {
   if (name == "cpu") {
-    if (precision != Precision::kFp32)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--precision=", PrecisionName(precision),
-          " is not supported with --device=cpu (the CPU kernels compute in fp32); use "
-          "--precision=fp32 or --device=cuda"));
-    return CreateCpuTrainingDevice(host_comm);
+    MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> kernels, CreateKernels(name, precision));
+    return std::unique_ptr<TrainingDevice>(
+        std::make_unique<CpuTrainingDevice>(host_comm, std::move(kernels)));
   }
   if (name == "cuda") return CreateCudaTrainingDevice(host_comm, precision);
   return absl::InvalidArgumentError(absl::StrCat("device=", name, ": expected cpu or cuda"));

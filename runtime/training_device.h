@@ -93,10 +93,11 @@ class TrainingDevice {
 // The CPU device over `host_comm` (which must outlive it).
 std::unique_ptr<TrainingDevice> CreateCpuTrainingDevice(Communicator* host_comm);
 
-// The CUDA device: CudaKernels on this rank's GPU and an NcclCommunicator
-// over `host_comm` (collective). In a build without CUDA (or without NCCL)
-// returns Unimplemented naming what the build lacks; on a machine without a
-// usable GPU, CudaKernels::Create's error.
+// The CUDA device: CudaKernels on this rank's GPU (CreateKernels,
+// runtime/create_kernels.h) and an NcclCommunicator over `host_comm`
+// (collective). In a build without CUDA (or without NCCL) returns
+// Unimplemented naming what the build lacks; on a machine without a usable
+// GPU, CreateKernels' error.
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm,
                                                                          Precision precision);
 

@@ -57,10 +57,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/adamw_math.h"
 #include "layers/cuda/device_buffer.h"
 #include "layers/cuda/lt_matmul.h"
 #include "layers/kernels.h"
-#include "layers/math/adamw_math.h"
 #include "layers/precision.h"
 
 namespace mla::cuda {
