@@ -20,7 +20,8 @@ std::string Holder() {
   char when[32] = "?";
   const std::time_t now = std::time(nullptr);
   std::tm utc;
-  if (gmtime_r(&now, &utc) != nullptr) std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  if (gmtime_r(&now, &utc) != nullptr)
+    std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &utc);
   return absl::StrCat("pid ", ::getpid(), " on host ", host, ", started ", when);
 }
 

@@ -17,9 +17,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "base/json.h"
 #include "base/safe_output.h"
 #include "base/status_macros.h"
@@ -128,14 +128,16 @@ absl::Status TruncateMetricsAfter(const std::string& path, int64_t step) {
 }
 
 // The tokenizer stored with the model must not produce ids the model lacks.
-absl::Status CheckTokenizerFits(const std::string& bytes, const std::string& source, int vocab_size) {
+absl::Status CheckTokenizerFits(const std::string& bytes, const std::string& source,
+                                int vocab_size) {
   absl::StatusOr<Tokenizer> tokenizer = Tokenizer::LoadFromBytes(bytes);
   if (!tokenizer.ok())
     return absl::Status(tokenizer.status().code(),
                         absl::StrCat("tokenizer ", source, ": ", tokenizer.status().message()));
   if (tokenizer->vocab_size() > vocab_size)
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer ", source, " has ",
-                                                   tokenizer->vocab_size(), " pieces, more than the model's vocab_size=", vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer ", source, " has ", tokenizer->vocab_size(),
+                     " pieces, more than the model's vocab_size=", vocab_size));
   return absl::OkStatus();
 }
 
@@ -397,7 +399,8 @@ absl::Status Run::Setup() {
     metrics_.emplace(std::move(log));
     if (!resume_changes_.empty())
       Log(absl::StrFormat("{\"step\": %d, \"resumed_from\": %s, \"changed\": %s}", step_,
-                          json::Quote(resume_path), json::Quote(absl::StrJoin(resume_changes_, ","))));
+                          json::Quote(resume_path),
+                          json::Quote(absl::StrJoin(resume_changes_, ","))));
     const ModelCost cost = ComputeModelCost(config_);
     std::printf(
         "mla-train: %s, %lld parameters, %d ranks x %d threads | global batch %lld seqs x %d "
@@ -615,8 +618,9 @@ absl::Status Run::Loop() {
   const auto start = Clock::now();
   const int64_t first_step = step_;
   if (step_ == shapes_.steps && rank_ == 0) {
-    std::printf("mla-train: the resumed checkpoint is already at step %lld of %lld; nothing to train\n",
-                static_cast<long long>(step_), static_cast<long long>(shapes_.steps));
+    std::printf(
+        "mla-train: the resumed checkpoint is already at step %lld of %lld; nothing to train\n",
+        static_cast<long long>(step_), static_cast<long long>(shapes_.steps));
     std::fflush(stdout);
   }
   double window_time = 0, window_comm = 0;
