@@ -10,6 +10,7 @@ ctest entry runs one class. Models, data and helpers are fault_test.py's
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,6 +213,30 @@ class ResumeChangeTest(unittest.TestCase):
             e2, s2, _ = (int(x) for x in f["state"]["data_loader"][...])
         self.assertEqual((epoch, step), (0, 3))
         self.assertEqual((e2, s2), (0, -(-3 * 8 // 12) + 2))
+
+
+class OldCheckpointTest(unittest.TestCase):
+    """A checkpoint written before the run identity was recorded still
+    resumes, with a warning that nothing could be compared."""
+
+    def test_checkpoint_without_identity_resumes_with_a_warning(self):
+        sys.path.insert(0, os.path.join(os.environ["MLA_SOURCE_DIR"], "tools", "python"))
+        from mlatrain import checkpoint as mc
+        out = tmp("old-ckpt")
+        self.assertEqual(ft.run_train(out, steps=2).returncode, 0)
+        old = tmp("old-ckpt.h5")
+        shutil.copy(ft.latest_path(out), old)
+        with h5py.File(old, "r+") as f:
+            keys = [k for k in f["config"].attrs if k.startswith("identity.")]
+            self.assertEqual(len(keys), 5, keys)
+            for k in keys:
+                del f["config"].attrs[k]
+        mc.seal(old)
+        ft.verify(self, old)
+        proc = ft.run_train(tmp("old-ckpt-resumed"), steps=3, resume=old)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("records no run identity", proc.stderr)
+        self.assertIn("at step 2 ", proc.stdout)
 
 
 def three_rank_flags(**overrides):
