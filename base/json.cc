@@ -247,7 +247,10 @@ absl::StatusOr<bool> StreamReader::Next(Value* item) {
   return true;
 }
 
-std::string Quote(absl::string_view s) {
+std::string Quote(absl::string_view raw) {
+  // Generated text can end inside a multi-byte character (a byte-level
+  // piece); the output stays valid UTF-8.
+  const std::string s = ToValidUtf8(raw);
   std::string out = "\"";
   for (const char ch : s) {
     const unsigned char c = static_cast<unsigned char>(ch);

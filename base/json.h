@@ -57,7 +57,8 @@ class StreamReader {
 };
 
 // `s` as a JSON string literal, quotes included (control characters escaped;
-// bytes ≥ 0x80 are passed through, so valid UTF-8 stays valid).
+// valid UTF-8 passes through, every byte that is not part of a valid sequence
+// becomes U+FFFD, so the literal is always valid UTF-8).
 std::string Quote(absl::string_view s);
 
 // Shortest round-trip form of a finite double; "null" for NaN/inf (JSON has

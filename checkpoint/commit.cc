@@ -14,17 +14,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/safe_output.h"
 #include "base/status_macros.h"
-#include "checkpoint/posix_fd.h"
 #include "glog/logging.h"
 
 namespace mla::ckpt {
 namespace {
-
-std::string DirOf(const std::string& path) {
-  const std::string parent = std::filesystem::path(path).parent_path().string();
-  return parent.empty() ? "." : parent;
-}
 
 // The step of a complete checkpoint name "ckpt-<digits>.h5", or -1.
 int64_t StepOfName(absl::string_view name) {
@@ -46,40 +41,6 @@ absl::Status MakeDirs(const std::string& dir) {
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create directory ", dir, ": ", ec.message()));
   return absl::OkStatus();
-}
-
-absl::Status FsyncPath(const std::string& path, bool directory) {
-  Fd fd(::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY));
-  if (fd.get() < 0) return ErrnoError("cannot open for fsync", path);
-  if (::fsync(fd.get()) != 0) return ErrnoError("fsync failed on", path);
-  if (::close(fd.release()) != 0) return ErrnoError("close failed on", path);
-  return absl::OkStatus();
-}
-
-absl::Status DurableRename(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0)
-    return ErrnoError(absl::StrCat("cannot rename ", from, " to"), to);
-  return FsyncPath(DirOf(to), /*directory=*/true);
-}
-
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view content) {
-  const std::string tmp = path + kTmpSuffix;
-  {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
-    if (fd.get() < 0) return ErrnoError("cannot create", tmp);
-    size_t done = 0;
-    while (done < content.size()) {
-      const ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return ErrnoError("write failed on", tmp);
-      }
-      done += static_cast<size_t>(n);
-    }
-    if (::fsync(fd.get()) != 0) return ErrnoError("fsync failed on", tmp);
-    if (::close(fd.release()) != 0) return ErrnoError("close failed on", tmp);
-  }
-  return DurableRename(tmp, path);
 }
 
 absl::StatusOr<std::vector<int64_t>> ListCheckpointSteps(const std::string& dir) {

@@ -2,7 +2,7 @@
 // The file-system half of a checkpoint: naming (`ckpt-<step>.h5`), durable
 // atomic commit (fsync file → rename → fsync directory), the `latest` pointer,
 // finding the newest complete checkpoint and retention. POSIX only; no HDF5,
-// no MPI. Functions are safe to call from any thread on distinct paths; two
+// no MPI. The fsync/rename primitives are base/safe_output.h's. Functions are safe to call from any thread on distinct paths; two
 // writers on one directory are not supported. Failures return a status naming
 // the path and the errno text.
 #include <cstdint>
@@ -21,12 +21,6 @@ inline constexpr char kTmpSuffix[] = ".tmp";
 
 // `dir` and its parents, like mkdir -p.
 absl::Status MakeDirs(const std::string& dir);
-// fsync of a file or directory by path.
-absl::Status FsyncPath(const std::string& path, bool directory);
-// rename(from, to) then fsync of the directory holding both.
-absl::Status DurableRename(const std::string& from, const std::string& to);
-// Writes `content` to path + ".tmp", fsyncs, renames onto `path`, fsyncs dir.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view content);
 
 // Steps of the complete checkpoints (`ckpt-<step>.h5`, never `.tmp`) in `dir`,
 // ascending. An absent directory has none.

@@ -10,9 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/safe_output.h"
 #include "base/status_macros.h"
 #include "checkpoint/format.h"
-#include "checkpoint/posix_fd.h"
 
 namespace mla::ckpt {
 namespace {

@@ -9,11 +9,11 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "base/safe_output.h"
 #include "base/status_macros.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/hdf5_util.h"
 #include "checkpoint/integrity.h"
-#include "checkpoint/posix_fd.h"
 #include "glog/logging.h"
 #include "mla/version.h"
 
@@ -22,7 +22,7 @@ namespace {
 
 // Every rank learns whether any rank failed; all return the lowest failing
 // rank's error (prefixed by its rank), so collective phases end together.
-absl::Status AgreeStatus(MPI_Comm comm, const absl::Status& local) {
+absl::Status AgreeOverMpi(MPI_Comm comm, const absl::Status& local) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   int mine = local.ok() ? INT_MAX : rank, first = INT_MAX;
@@ -180,7 +180,7 @@ std::string UtcNow() {
 // same order; errors are agreed after every dataset so ranks stay in step.
 class FileWriter {
  public:
-  explicit FileWriter(MPI_Comm comm) : comm_(comm) {
+  FileWriter(MPI_Comm comm, const AgreeFn& agree) : comm_(comm), agree_(agree) {
     MPI_Comm_rank(comm, &rank_);
   }
 
@@ -238,7 +238,7 @@ class FileWriter {
     return dset.Close();
   }
 
-  absl::Status Agree(const absl::Status& local) { return AgreeStatus(comm_, local); }
+  absl::Status Agree(const absl::Status& local) { return agree_(local); }
 
   absl::Status Close() {
     dxpl_.Reset();
@@ -263,16 +263,17 @@ class FileWriter {
   }
 
   MPI_Comm comm_;
+  const AgreeFn& agree_;
   int rank_ = 0;
   Hid file_;
   Hid dxpl_;
 };
 
-absl::Status WriteFile(MPI_Comm comm, const CheckpointState& s, const CheckpointHeader& header,
-                       const std::string& path) {
+absl::Status WriteFile(MPI_Comm comm, const AgreeFn& agree, const CheckpointState& s,
+                       const CheckpointHeader& header, const std::string& path) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
-  FileWriter w(comm);
+  FileWriter w(comm, agree);
   MLA_RETURN_IF_ERROR(w.Agree(w.Create(path)));
 
   // Metadata: collective, identical on every rank.
@@ -343,7 +344,7 @@ absl::Status WriteFile(MPI_Comm comm, const CheckpointState& s, const Checkpoint
 // Seals the closed file: rank 0 takes its size, every rank hashes an even
 // share of the digest blocks (read back, usually from the page cache), rank 0
 // combines the hashes and writes the integrity header.
-absl::Status SealInParallel(MPI_Comm comm, const std::string& path) {
+absl::Status SealInParallel(MPI_Comm comm, const AgreeFn& agree, const std::string& path) {
   int rank = 0, world = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &world);
@@ -359,12 +360,12 @@ absl::Status SealInParallel(MPI_Comm comm, const std::string& path) {
         st = absl::InternalError(absl::StrCat(path, " is shorter than its userblock after closing"));
     }
   }
-  MLA_RETURN_IF_ERROR(AgreeStatus(comm, st));
+  MLA_RETURN_IF_ERROR(agree(st));
   MPI_Bcast(&file_bytes, 1, MPI_INT64_T, 0, comm);
   const int64_t blocks = DigestBlockCount(file_bytes);
   const FlatRange mine = EvenShard(blocks, rank, world);
   absl::StatusOr<std::vector<uint64_t>> hashes = HashFileBlocks(path, file_bytes, mine.lo, mine.hi);
-  MLA_RETURN_IF_ERROR(AgreeStatus(comm, hashes.status()));
+  MLA_RETURN_IF_ERROR(agree(hashes.status()));
   std::vector<int> counts(static_cast<size_t>(world)), displs(static_cast<size_t>(world));
   for (int r = 0; r < world; ++r) {
     const FlatRange theirs = EvenShard(blocks, r, world);
@@ -375,7 +376,7 @@ absl::Status SealInParallel(MPI_Comm comm, const std::string& path) {
   MPI_Gatherv(hashes->data(), static_cast<int>(hashes->size()), MPI_UINT64_T, all.data(), counts.data(),
               displs.data(), MPI_UINT64_T, 0, comm);
   if (rank == 0) st = WriteIntegrityHeader(path, {file_bytes, CombineBlockHashes(all)});
-  return AgreeStatus(comm, st);
+  return agree(st);
 }
 
 }  // namespace
@@ -392,8 +393,12 @@ absl::StatusOr<std::string> SaveCheckpoint(MPI_Comm comm, const CheckpointState&
     return absl::Status(st.code(), absl::StrCat("saving checkpoint ", final_path, ": ", st.message()));
   };
 
+  const AgreeFn agree = options.agree ? options.agree : [comm](const absl::Status& local) {
+    return AgreeOverMpi(comm, local);
+  };
+
   // Phase 1: arguments, agreement between ranks, the directory.
-  absl::Status st = AgreeStatus(comm, ValidateLocal(s, options));
+  absl::Status st = agree(ValidateLocal(s, options));
   if (!st.ok()) return fail(st);
   const int64_t total = s.layout.back().offset + s.layout.back().numel();
   const uint64_t hash = HashOfShared(s);
@@ -408,7 +413,7 @@ absl::StatusOr<std::string> SaveCheckpoint(MPI_Comm comm, const CheckpointState&
     st = CheckTiling(comm, *slice, total, what);  // same verdict on every rank
     if (!st.ok()) return fail(st);
   }
-  st = AgreeStatus(comm, rank == 0 ? MakeDirs(options.dir) : absl::OkStatus());
+  st = agree(rank == 0 ? MakeDirs(options.dir) : absl::OkStatus());
   if (!st.ok()) return fail(st);
 
   CheckpointHeader header = s.header;
@@ -420,9 +425,9 @@ absl::StatusOr<std::string> SaveCheckpoint(MPI_Comm comm, const CheckpointState&
   // Phase 2: the file, written collectively and sealed with its integrity
   // header; then each rank flushes what its own node cached (on a parallel
   // file system one fsync covers one client).
-  st = WriteFile(comm, s, header, tmp_path);
-  if (st.ok()) st = SealInParallel(comm, tmp_path);
-  if (st.ok()) st = AgreeStatus(comm, FsyncPath(tmp_path, /*directory=*/false));
+  st = WriteFile(comm, agree, s, header, tmp_path);
+  if (st.ok()) st = SealInParallel(comm, agree, tmp_path);
+  if (st.ok()) st = agree(FsyncPath(tmp_path, /*directory=*/false));
   if (!st.ok()) return fail(st);
 
   // Phase 3: commit on rank 0, result shared.
@@ -434,7 +439,7 @@ absl::StatusOr<std::string> SaveCheckpoint(MPI_Comm comm, const CheckpointState&
                                    CheckpointFileName(s.header.step));
     if (commit.ok()) commit = ApplyRetention(options.dir, s.header.step, options.keep_last, options.keep_every);
   }
-  st = AgreeStatus(comm, commit);
+  st = agree(commit);
   if (!st.ok()) return fail(st);
   if (rank == 0) LOG(INFO) << "checkpoint saved: " << final_path;
   return final_path;

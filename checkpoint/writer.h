@@ -15,6 +15,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,10 +48,18 @@ struct CheckpointState {
   std::string tokenizer_model;    // sentencepiece model bytes
 };
 
+// How the ranks agree on the outcome of each phase: every rank passes its
+// local status and gets back the same verdict (OK, or the lowest failing
+// rank's error). checkpoint/ does not depend on comm/, so a program that has
+// a communicator passes its agreement here (mla-train: comm/'s AgreeOnStatus,
+// which ends the job when a peer stops answering for --collective_timeout).
+using AgreeFn = std::function<absl::Status(const absl::Status&)>;
+
 struct SaveOptions {
   std::string dir;          // created when missing
   int keep_last = 3;        // retention: the newest K checkpoints (>= 1) ...
   int keep_every = 0;       // ... plus every step divisible by M (0 = none)
+  AgreeFn agree;            // empty: the writer agrees over `comm` with plain MPI
 };
 
 // Writes and commits `state`; returns the committed path `<dir>/ckpt-<step>.h5`

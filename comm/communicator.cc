@@ -94,11 +94,11 @@ absl::Status AgreeOnStatus(Communicator& comm, const absl::Status& local) {
                       absl::StrCat("rank ", root, ": ", message));
 }
 
-absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator() {
+absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(double collective_timeout_s) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) return std::unique_ptr<Communicator>(std::make_unique<LocalCommunicator>());
-  MLA_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> mpi, MpiCommunicator::Create());
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> mpi, MpiCommunicator::Create(collective_timeout_s));
   return std::unique_ptr<Communicator>(std::move(mpi));
 }
 

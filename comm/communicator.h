@@ -142,6 +142,8 @@ absl::Status AgreeOnStatus(Communicator& comm, const absl::Status& local);
 
 // A communicator for this process: MpiCommunicator over MPI_COMM_WORLD when
 // MPI is initialised (see MpiSession), otherwise a LocalCommunicator.
-absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator();
+// `collective_timeout_s` > 0: a collective that makes no progress for that
+// long ends the job naming the silent ranks (MpiCommunicator::Create).
+absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(double collective_timeout_s = 0);
 
 }  // namespace mla

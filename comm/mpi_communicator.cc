@@ -1,11 +1,17 @@
 #include "comm/mpi_communicator.h"
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "comm/scale.h"
 #include "glog/logging.h"
@@ -114,15 +120,22 @@ void AbortJob(const absl::Status& status) {
   std::_Exit(EXIT_FAILURE);
 }
 
-absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create() {
+absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(double collective_timeout_s) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized)
     return absl::FailedPreconditionError(
         "MpiCommunicator::Create: MPI is not initialised (create an MpiSession first)");
-  MPI_Comm dup = MPI_COMM_NULL;
+  if (!(collective_timeout_s >= 0))
+    return absl::InvalidArgumentError("the collective timeout must be >= 0 seconds (0: none)");
+  MPI_Comm dup = MPI_COMM_NULL, probe = MPI_COMM_NULL;
   MLA_RETURN_IF_ERROR(MpiCall(MPI_Comm_dup(MPI_COMM_WORLD, &dup), "MPI_Comm_dup"));
-  auto c = std::unique_ptr<MpiCommunicator>(new MpiCommunicator(dup));
+  absl::Status probe_dup = MpiCall(MPI_Comm_dup(MPI_COMM_WORLD, &probe), "MPI_Comm_dup");
+  if (!probe_dup.ok()) {
+    MPI_Comm_free(&dup);
+    return probe_dup;
+  }
+  auto c = std::unique_ptr<MpiCommunicator>(new MpiCommunicator(dup, probe, collective_timeout_s));
   MLA_RETURN_IF_ERROR(
       MpiCall(MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler"));
   MLA_RETURN_IF_ERROR(MpiCall(MPI_Comm_rank(dup, &c->rank_), "MPI_Comm_rank"));
@@ -146,14 +159,79 @@ MpiCommunicator::~MpiCommunicator() {
     return;
   }
   MPI_Comm_free(&comm_);
+  MPI_Comm_free(&probe_comm_);
+}
+
+absl::Status MpiCommunicator::Complete(MPI_Request* request, absl::string_view call) {
+  if (timeout_s_ <= 0) return MpiCall(MPI_Wait(request, MPI_STATUS_IGNORE), call);
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    int done = 0;
+    MLA_RETURN_IF_ERROR(MpiCall(MPI_Test(request, &done, MPI_STATUS_IGNORE), call));
+    if (done) return absl::OkStatus();
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (waited > timeout_s_) AbortNamingSilentRanks(call, waited);
+    // Non-blocking collectives progress only inside MPI calls, so poll
+    // without pause as a blocking collective would; a wait past a second is
+    // already abnormal (a slow or stopped peer): then poll gently instead of
+    // burning a core.
+    if (waited > 1.0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void MpiCommunicator::AbortNamingSilentRanks(absl::string_view call, double waited) {
+  // Every rank stuck in a collective gets here within about the same time
+  // (they wait on the same missing peer), announces itself to every other
+  // rank and listens for a few seconds; whoever does not answer is silent.
+  constexpr int kTag = 7;
+  const double listen_s = std::min(5.0, std::max(1.0, timeout_s_ / 2));
+  const int64_t me = rank_;
+  std::vector<int64_t> heard(static_cast<size_t>(size_), -1);
+  std::vector<MPI_Request> sends(static_cast<size_t>(size_), MPI_REQUEST_NULL);
+  std::vector<MPI_Request> recvs(static_cast<size_t>(size_), MPI_REQUEST_NULL);
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_) continue;
+    MPI_Irecv(&heard[r], 1, MPI_INT64_T, r, kTag, probe_comm_, &recvs[r]);
+    MPI_Isend(&me, 1, MPI_INT64_T, r, kTag, probe_comm_, &sends[r]);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<int> silent, answered;
+  for (;;) {
+    silent.clear();
+    for (int r = 0; r < size_; ++r) {
+      int done = 1;
+      if (r != rank_ && recvs[r] != MPI_REQUEST_NULL) MPI_Test(&recvs[r], &done, MPI_STATUS_IGNORE);
+      if (!done) silent.push_back(r);
+    }
+    if (silent.empty() ||
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > listen_s)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (int r = 0; r < size_; ++r)
+    if (r != rank_ && std::find(silent.begin(), silent.end(), r) == silent.end())
+      answered.push_back(r);
+  const std::string who =
+      silent.empty()
+          ? std::string("every rank answered a liveness probe (the ranks may be waiting in "
+                        "different collectives)")
+          : absl::StrCat("silent: rank ", absl::StrJoin(silent, ", rank "),
+                         " (stopped, hung, or slower than the timeout); answered: ",
+                         answered.empty() ? "none" : absl::StrCat("rank ", absl::StrJoin(answered, ", rank ")));
+  AbortJob(absl::DeadlineExceededError(
+      absl::StrFormat("%s made no progress for %.0f s (--collective_timeout=%g); %s",
+                      std::string(call), waited, timeout_s_, who)));
 }
 
 absl::Status MpiCommunicator::AllReduce(absl::Span<float> data, ReduceOp op) {
   if (data.empty()) return absl::OkStatus();
   MLA_ASSIGN_OR_RETURN(int n, MpiCount(data.size(), "MPI_Allreduce(float)"));
   MLA_ASSIGN_OR_RETURN(MPI_Op mpi_op, ToMpiOp(op));
-  MLA_RETURN_IF_ERROR(MpiCall(MPI_Allreduce(MPI_IN_PLACE, data.data(), n, MPI_FLOAT, mpi_op, comm_),
-                              "MPI_Allreduce(float)"));
+  MPI_Request r = MPI_REQUEST_NULL;
+  MLA_RETURN_IF_ERROR(MpiCall(MPI_Iallreduce(MPI_IN_PLACE, data.data(), n, MPI_FLOAT, mpi_op, comm_, &r),
+                              "MPI_Iallreduce(float)"));
+  MLA_RETURN_IF_ERROR(Complete(&r, "MPI_Iallreduce(float)"));
   if (op == ReduceOp::kAverage) ScaleInPlace(data, 1.0f / static_cast<float>(size_));
   return absl::OkStatus();
 }
@@ -162,9 +240,11 @@ absl::Status MpiCommunicator::AllReduce(absl::Span<double> data, ReduceOp op) {
   if (data.empty()) return absl::OkStatus();
   MLA_ASSIGN_OR_RETURN(int n, MpiCount(data.size(), "MPI_Allreduce(double)"));
   MLA_ASSIGN_OR_RETURN(MPI_Op mpi_op, ToMpiOp(op));
+  MPI_Request r = MPI_REQUEST_NULL;
   MLA_RETURN_IF_ERROR(MpiCall(
-      MPI_Allreduce(MPI_IN_PLACE, data.data(), n, MPI_DOUBLE, mpi_op, comm_),
-      "MPI_Allreduce(double)"));
+      MPI_Iallreduce(MPI_IN_PLACE, data.data(), n, MPI_DOUBLE, mpi_op, comm_, &r),
+      "MPI_Iallreduce(double)"));
+  MLA_RETURN_IF_ERROR(Complete(&r, "MPI_Iallreduce(double)"));
   if (op == ReduceOp::kAverage)
     for (double& x : data) x *= 1.0 / size_;
   return absl::OkStatus();
@@ -176,8 +256,11 @@ absl::Status MpiCommunicator::AllReduce(absl::Span<int64_t> data, ReduceOp op) {
   if (data.empty()) return absl::OkStatus();
   MLA_ASSIGN_OR_RETURN(int n, MpiCount(data.size(), "MPI_Allreduce(int64)"));
   MLA_ASSIGN_OR_RETURN(MPI_Op mpi_op, ToMpiOp(op));
-  return MpiCall(MPI_Allreduce(MPI_IN_PLACE, data.data(), n, MPI_INT64_T, mpi_op, comm_),
-                 "MPI_Allreduce(int64)");
+  MPI_Request r = MPI_REQUEST_NULL;
+  MLA_RETURN_IF_ERROR(MpiCall(
+      MPI_Iallreduce(MPI_IN_PLACE, data.data(), n, MPI_INT64_T, mpi_op, comm_, &r),
+      "MPI_Iallreduce(int64)"));
+  return Complete(&r, "MPI_Iallreduce(int64)");
 }
 
 absl::StatusOr<CommRequest> MpiCommunicator::StartAllReduce(absl::Span<float> data, ReduceOp op) {
@@ -193,7 +276,7 @@ absl::StatusOr<CommRequest> MpiCommunicator::StartAllReduce(absl::Span<float> da
 
 absl::Status MpiCommunicator::WaitRequest(uint64_t* handle) {
   MPI_Request r = FromHandle(*handle);
-  absl::Status s = MpiCall(MPI_Wait(&r, MPI_STATUS_IGNORE), "MPI_Wait(MPI_Iallreduce)");
+  absl::Status s = Complete(&r, "MPI_Wait(MPI_Iallreduce)");
   *handle = ToHandle(r);
   return s;
 }
@@ -228,9 +311,11 @@ absl::Status MpiCommunicator::ReduceScatter(absl::Span<float> data, ReduceOp op)
   const int64_t total = static_cast<int64_t>(data.size());
   if (total == 0) return absl::OkStatus();
   MLA_RETURN_IF_ERROR(ComputeShardCounts(total));
-  MLA_RETURN_IF_ERROR(MpiCall(MPI_Reduce_scatter(MPI_IN_PLACE, data.data(), counts_.data(),
-                                                 MPI_FLOAT, MPI_SUM, comm_),
-                              "MPI_Reduce_scatter"));
+  MPI_Request r = MPI_REQUEST_NULL;
+  MLA_RETURN_IF_ERROR(MpiCall(MPI_Ireduce_scatter(MPI_IN_PLACE, data.data(), counts_.data(),
+                                                  MPI_FLOAT, MPI_SUM, comm_, &r),
+                              "MPI_Ireduce_scatter"));
+  MLA_RETURN_IF_ERROR(Complete(&r, "MPI_Ireduce_scatter"));
   // In place, MPI leaves this rank's result at the front of the buffer; move
   // it to where the shard lives in the flat buffer.
   const ElementRange shard = ShardRange(total, rank_, size_);
@@ -245,9 +330,11 @@ absl::Status MpiCommunicator::AllGather(absl::Span<float> data) {
   const int64_t total = static_cast<int64_t>(data.size());
   if (total == 0) return absl::OkStatus();
   MLA_RETURN_IF_ERROR(ComputeShardCounts(total));
-  return MpiCall(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data.data(), counts_.data(),
-                                displs_.data(), MPI_FLOAT, comm_),
-                 "MPI_Allgatherv");
+  MPI_Request r = MPI_REQUEST_NULL;
+  MLA_RETURN_IF_ERROR(MpiCall(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data.data(),
+                                              counts_.data(), displs_.data(), MPI_FLOAT, comm_, &r),
+                              "MPI_Iallgatherv"));
+  return Complete(&r, "MPI_Iallgatherv");
 }
 
 absl::Status MpiCommunicator::Broadcast(absl::Span<uint8_t> data, int root) {
@@ -256,9 +343,15 @@ absl::Status MpiCommunicator::Broadcast(absl::Span<uint8_t> data, int root) {
         absl::StrCat("Broadcast: root ", root, " not in [0, ", size_, ")"));
   if (data.empty()) return absl::OkStatus();
   MLA_ASSIGN_OR_RETURN(int n, MpiCount(data.size(), "MPI_Bcast"));
-  return MpiCall(MPI_Bcast(data.data(), n, MPI_BYTE, root, comm_), "MPI_Bcast");
+  MPI_Request r = MPI_REQUEST_NULL;
+  MLA_RETURN_IF_ERROR(MpiCall(MPI_Ibcast(data.data(), n, MPI_BYTE, root, comm_, &r), "MPI_Ibcast"));
+  return Complete(&r, "MPI_Ibcast");
 }
 
-absl::Status MpiCommunicator::Barrier() { return MpiCall(MPI_Barrier(comm_), "MPI_Barrier"); }
+absl::Status MpiCommunicator::Barrier() {
+  MPI_Request r = MPI_REQUEST_NULL;
+  MLA_RETURN_IF_ERROR(MpiCall(MPI_Ibarrier(comm_, &r), "MPI_Ibarrier"));
+  return Complete(&r, "MPI_Ibarrier");
+}
 
 }  // namespace mla

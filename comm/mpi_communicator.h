@@ -7,6 +7,11 @@
 // MPI call becomes an absl::Status naming the call and MPI's message instead
 // of killing the process; the caller decides (usually AgreeOnStatus, then a
 // clean exit, or AbortJob when ranks may already be out of step).
+// Hung peers: with a collective timeout, every collective is started
+// non-blocking and polled; one that makes no progress for the timeout ends
+// the job (AbortJob) with a message naming the ranks that did not answer a
+// short liveness probe among the waiting ranks (a stopped, hung or far slower
+// peer), instead of waiting forever.
 // Thread safety: MPI is initialised with at least MPI_THREAD_FUNNELED, so
 // only the thread that created the session may call MPI (OpenMP regions
 // inside the math are fine). Non-blocking collectives progress when MPI is
@@ -18,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "comm/communicator.h"
 
 namespace mla {
@@ -53,8 +59,10 @@ class MpiCommunicator final : public Communicator {
  public:
   // Duplicates MPI_COMM_WORLD (so library traffic never matches user
   // messages), sets MPI_ERRORS_RETURN on it and finds the node-local rank.
-  // Requires an initialised MPI (MpiSession).
-  static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create();
+  // Requires an initialised MPI (MpiSession). `collective_timeout_s` > 0: a
+  // collective waiting longer than that ends the job naming the silent
+  // ranks; 0 waits forever.
+  static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(double collective_timeout_s = 0);
   // Frees the duplicated communicator (skipped, with a log line, when MPI
   // was already finalised).
   ~MpiCommunicator() override;
@@ -82,11 +90,20 @@ class MpiCommunicator final : public Communicator {
   absl::StatusOr<bool> TestRequest(uint64_t* handle) override;
 
  private:
-  explicit MpiCommunicator(MPI_Comm comm) : comm_(comm) {}
+  MpiCommunicator(MPI_Comm comm, MPI_Comm probe_comm, double timeout_s)
+      : comm_(comm), probe_comm_(probe_comm), timeout_s_(timeout_s) {}
   // Fills counts_/displs_ with every rank's ShardRange of `total` elements.
   absl::Status ComputeShardCounts(int64_t total);
+  // Completes a started collective `call`, within the timeout.
+  absl::Status Complete(MPI_Request* request, absl::string_view call);
+  // Called after `waited` seconds without progress: the waiting ranks tell
+  // each other they are alive on probe_comm_; the rest are named and the job
+  // ends.
+  [[noreturn]] void AbortNamingSilentRanks(absl::string_view call, double waited);
 
   MPI_Comm comm_;
+  MPI_Comm probe_comm_;  // the liveness probe's messages, apart from collectives
+  double timeout_s_;
   int rank_ = 0;
   int size_ = 1;
   int local_rank_ = 0;

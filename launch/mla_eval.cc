@@ -22,18 +22,22 @@
 #include <vector>
 
 #include "base/cli.h"
+#include "base/utf8.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/safe_output.h"
 #include "base/status_macros.h"
+#include "checkpoint/commit.h"
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
 #include "glog/logging.h"
@@ -75,6 +79,9 @@ ABSL_FLAG(std::string, out, "",
 ABSL_FLAG(std::string, judge_out, "",
           "report: judge-ready JSONL for an external LLM grader (default: <out>.judge.jsonl when "
           "--out is set).");
+ABSL_FLAG(bool, force, false,
+          "Replace existing --out/--judge_out files (never an input of this command). Outputs "
+          "are written beside their path and renamed onto it when complete.");
 ABSL_FLAG(int, max_new_tokens, 0,
           "Token limit per generation, below the context; 0 = until EOS or the context is full.");
 ABSL_FLAG(double, temperature, 0.0, "Sampling temperature; 0 = greedy.");
@@ -101,7 +108,8 @@ ABSL_FLAG(std::string, device, "cpu",
           "step for sampling on the host).");
 ABSL_FLAG(int, threads, 0,
           "OpenMP threads (0 = OMP_NUM_THREADS or all cores). On a machine shared with other "
-          "jobs, 1 avoids threads spinning at barriers while another is descheduled.");
+          "jobs, 1 avoids threads spinning at barriers while another is descheduled. More than "
+          "the CPUs this process may run on are capped, with a warning.");
 
 namespace mla {
 namespace {
@@ -172,11 +180,36 @@ absl::StatusOr<EvalModel> LoadEvalModel(Kernels* kernels) {
 }
 
 absl::Status WriteText(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) return absl::PermissionDeniedError(absl::StrCat("cannot open ", path, " for writing"));
-  f << text;
-  f.close();
-  if (!f) return absl::DataLossError(absl::StrCat("cannot write ", path));
+  return WriteFileAtomically(path, text);
+}
+
+// --judge_out, or its default beside --out.
+std::string JudgeOutPath() {
+  const std::string judge_out = absl::GetFlag(FLAGS_judge_out);
+  const std::string out = absl::GetFlag(FLAGS_out);
+  return judge_out.empty() && !out.empty() ? out + ".judge.jsonl" : judge_out;
+}
+
+// Refuses, before any work, outputs that are inputs of this command (same
+// inode) or existing files without --force.
+absl::Status CheckOutputs() {
+  OutputRules rules;
+  rules.overwrite = absl::GetFlag(FLAGS_force);
+  for (const std::string& input : {absl::GetFlag(FLAGS_checkpoint), absl::GetFlag(FLAGS_run_dir),
+                                   absl::GetFlag(FLAGS_prompts), absl::GetFlag(FLAGS_val_shard)})
+    if (!input.empty()) rules.inputs.push_back(input);
+  if (!absl::GetFlag(FLAGS_checkpoint).empty()) {
+    absl::StatusOr<std::string> resolved =
+        ckpt::ResolveCheckpoint(absl::GetFlag(FLAGS_checkpoint), absl::GetFlag(FLAGS_run_dir));
+    if (resolved.ok()) rules.inputs.push_back(*resolved);
+  }
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (!out.empty()) MLA_RETURN_IF_ERROR(CheckOutputTarget(out, rules, "--out"));
+  const std::string judge_out = JudgeOutPath();
+  if (absl::GetFlag(FLAGS_task) == "report" && !judge_out.empty()) {
+    if (judge_out == out) return absl::InvalidArgumentError("--judge_out is the same file as --out");
+    MLA_RETURN_IF_ERROR(CheckOutputTarget(judge_out, rules, "--judge_out"));
+  }
   return absl::OkStatus();
 }
 
@@ -217,7 +250,7 @@ absl::Status RunLoss(Communicator& comm, EvalModel& m) {
               comm.size(), static_cast<long long>(it.uncovered_targets()), loss, std::exp(loss),
               seconds);
   const std::string out = absl::GetFlag(FLAGS_out);
-  if (!out.empty()) {
+  if (!out.empty() && comm.rank() == 0) {
     const std::string j = absl::StrCat(
         "{\"task\":\"loss\",\"checkpoint\":", json::Quote(m.source), ",\"step\":", m.step,
         ",\"val_shard\":", json::Quote(shard), ",\"seq_len\":", T,
@@ -306,21 +339,59 @@ absl::Status ParsePromptObject(const json::Value& v, int context, PromptLine* p)
   return ValidateSamplingParams(p->request.sampling);
 }
 
+// A prompt line is at most this long; a longer one is refused without being
+// held in memory.
+constexpr size_t kMaxPromptLineBytes = size_t{1} << 20;
+
+// Reads one line (without its '\n') into `line`, keeping at most `max` bytes
+// and setting `too_long` when the line had more. False at the end of input.
+bool ReadBoundedLine(std::istream& in, size_t max, std::string* line, bool* too_long) {
+  line->clear();
+  *too_long = false;
+  char buf[4096];
+  bool any = false;
+  while (in.getline(buf, sizeof(buf)) || in.gcount() > 0) {
+    any = true;
+    const size_t got = static_cast<size_t>(in.gcount());
+    const bool full = in.fail();                   // the buffer filled before the newline
+    const bool newline = !full && !in.eof();       // gcount counted the newline
+    const size_t bytes = newline ? got - 1 : got;
+    if (line->size() + bytes > max) {
+      *too_long = true;
+    } else {
+      line->append(buf, bytes);
+    }
+    if (!full) return true;
+    in.clear();
+  }
+  return any;
+}
+
 absl::StatusOr<std::vector<PromptLine>> ReadPrompts(const std::string& path,
                                                     const Tokenizer& tok, int context) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return absl::NotFoundError(absl::StrCat("cannot open prompts file ", path));
   std::vector<PromptLine> out;
   std::string line;
-  for (int n = 1; std::getline(f, line); ++n) {
-    if (absl::StripAsciiWhitespace(line).empty()) continue;
+  bool too_long = false;
+  for (int n = 1; ReadBoundedLine(f, kMaxPromptLineBytes, &line, &too_long); ++n) {
+    if (n == 1 && absl::StartsWith(line, kUtf8Bom)) line.erase(0, kUtf8Bom.size());
+    if (absl::StripAsciiWhitespace(line).empty() && !too_long) continue;
     PromptLine p;
     p.line = n;
     p.id = absl::StrCat(n);
     p.request.max_new_tokens = FlagTokenLimit(context);
     p.request.sampling = FlagSampling(static_cast<uint64_t>(absl::GetFlag(FLAGS_seed)) + out.size());
-    auto v = json::Parse(line);
-    p.status = v.ok() ? ParsePromptObject(*v, context, &p) : v.status();
+    if (too_long) {
+      p.status = absl::InvalidArgumentError(
+          absl::StrCat("line longer than ", kMaxPromptLineBytes, " bytes"));
+    } else if (const size_t bad = FirstInvalidUtf8(line); bad < line.size()) {
+      p.status = absl::InvalidArgumentError(
+          absl::StrCat("not valid UTF-8 at byte ", bad, " of the line"));
+    } else {
+      auto v = json::Parse(line);
+      p.status = v.ok() ? ParsePromptObject(*v, context, &p) : v.status();
+    }
     if (p.status.ok()) {
       const std::vector<int> ids = tok.Encode(p.text);
       p.request.prompt.assign(ids.begin(), ids.end());
@@ -652,8 +723,7 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
     std::printf("  text metrics: none (a random-init model has no tokenizer)\n");
 
   const std::string out = absl::GetFlag(FLAGS_out);
-  std::string judge_out = absl::GetFlag(FLAGS_judge_out);
-  if (judge_out.empty() && !out.empty()) judge_out = out + ".judge.jsonl";
+  const std::string judge_out = JudgeOutPath();
   if (!out.empty()) {
     std::vector<std::string> cells;
     for (const SpeedCell& s : speed)
@@ -700,7 +770,9 @@ absl::Status Run(Communicator& comm) {
   if (!absl::GetFlag(FLAGS_random_init_config).empty() && task != "report")
     return absl::InvalidArgumentError("--random_init_config is for --task=report only");
   if (absl::GetFlag(FLAGS_threads) < 0) return absl::InvalidArgumentError("--threads must be >= 0");
-  if (absl::GetFlag(FLAGS_threads) > 0) omp_set_num_threads(absl::GetFlag(FLAGS_threads));
+  if (absl::GetFlag(FLAGS_threads) > 0)
+    omp_set_num_threads(CapThreads(absl::GetFlag(FLAGS_threads), "mla-eval"));
+  MLA_RETURN_IF_ERROR(CheckOutputs());
   // The model, the KV cache and the decoder all live in the kernels' memory;
   // rank r of a node runs on GPU r, as in training.
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned,
@@ -727,7 +799,14 @@ int main(int argc, char** argv) {
       "  mla-eval --task=report --random_init_config=attention=mha,n_layer=6,d_model=288,"
       "n_head=6,vocab_size=32000,context_length=256\n"
       "  add --device=cuda to run the model, KV cache and decoder on the GPU");
-  absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = mla::CheckFlagfiles(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "mla-eval: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  if (absl::Status s = mla::CheckNoStrayArguments(absl::ParseCommandLine(argc, argv)); !s.ok()) {
+    std::fprintf(stderr, "mla-eval: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
   google::InitGoogleLogging(argv[0]);
   std::unique_ptr<mla::MpiSession> session;
   if (mla::LaunchedUnderMpi()) {

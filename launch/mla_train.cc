@@ -1,9 +1,11 @@
 // mla-train: trains a GPT with MHA / MLA attention, data-parallel over MPI
 // ranks. `mpirun -np N mla-train --flagfile=recipes/X.flags [--flag=...]`, or
 // without mpirun as one rank.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "base/cli.h"
 #include "absl/flags/flag.h"
@@ -55,9 +57,30 @@ ABSL_FLAG(std::string, resume, "", "Resume: 'auto' (newest complete checkpoint i
 // Devices.
 ABSL_FLAG(std::string, precision, "fp32", "GEMM precision: fp32, or bf16 (--device=cuda only: bf16 GEMM operands with fp32 accumulation; fp32 master weights, gradients and AdamW moments).");
 ABSL_FLAG(std::string, device, "cpu", "Device: cpu (CPU kernels, MPI) or cuda (one GPU per rank: CUDA kernels, NCCL, AdamW on the GPU; prints the GPU memory plan and stops early if it does not fit).");
-ABSL_FLAG(int, threads, 0, "OpenMP threads per rank (0: OMP_NUM_THREADS or all cores).");
+ABSL_FLAG(int, threads, 0, "OpenMP threads per rank (0: OMP_NUM_THREADS or all cores); more than the cores this process may run on are capped, with a warning.");
+// Reliability (docs/reliability.md).
+ABSL_FLAG(double, collective_timeout, 300,
+          "Seconds a collective may make no progress before the job ends, naming the ranks that "
+          "stopped answering (a stopped, hung or far slower rank); 0: wait forever.");
+ABSL_FLAG(std::vector<std::string>, allow_resume_change, {},
+          "Resume: comma-separated parts of the run identity that may differ from the "
+          "checkpoint's (tokenizer, train_data, val_data, global_batch_tokens, schedule); any "
+          "other difference is refused. The change is logged in metrics.jsonl; a new global "
+          "batch continues the epoch without reusing its windows, new training data starts "
+          "its first epoch.");
 
 namespace {
+
+// The reliability block of the options: limits checked before anything runs.
+absl::Status ApplyReliabilityFlags(mla::TrainOptions* o) {
+  if (!(absl::GetFlag(FLAGS_collective_timeout) >= 0))
+    return absl::InvalidArgumentError("collective_timeout must be >= 0 seconds (0: none)");
+  if (o->threads < 0)
+    return absl::InvalidArgumentError(absl::StrCat("threads=", o->threads, ": must be >= 0"));
+  o->threads = mla::CapThreads(o->threads, "mla-train");
+  o->allow_resume_change = absl::GetFlag(FLAGS_allow_resume_change);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
   mla::TrainOptions o;
@@ -104,6 +127,7 @@ absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
   o.ckpt_keep_every = absl::GetFlag(FLAGS_ckpt_keep_every);
   o.resume = absl::GetFlag(FLAGS_resume);
   o.threads = absl::GetFlag(FLAGS_threads);
+  if (absl::Status s = ApplyReliabilityFlags(&o); !s.ok()) return s;
   o.device = absl::GetFlag(FLAGS_device);
   {
     absl::StatusOr<mla::Precision> precision = mla::ParsePrecision(absl::GetFlag(FLAGS_precision));
@@ -133,7 +157,15 @@ int main(int argc, char** argv) {
       "  mla-train --train_data=data/train.bin --steps=200 --out_dir=runs/x   (one rank)\n"
       "Writes OUT_DIR/config.json, OUT_DIR/metrics.jsonl and OUT_DIR/checkpoints/.");
   mla::BlockStopSignals();  // before MPI or OpenMP start any thread
-  absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = mla::CheckFlagfiles(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "mla-train: error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = mla::CheckNoStrayArguments(positional); !s.ok()) {
+    std::fprintf(stderr, "mla-train: error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
   auto session = mla::MpiSession::Init(&argc, &argv);
@@ -141,7 +173,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mla-train: %s\n", std::string(session.status().message()).c_str());
     return 1;
   }
-  auto comm = mla::CreateCommunicator();
+  auto comm = mla::CreateCommunicator(std::max(0.0, absl::GetFlag(FLAGS_collective_timeout)));
   if (!comm.ok()) mla::AbortJob(comm.status());
   auto options = OptionsFromFlags();
   absl::Status status = options.ok() ? absl::OkStatus() : options.status();

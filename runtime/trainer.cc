@@ -15,9 +15,13 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "base/json.h"
+#include "base/safe_output.h"
 #include "base/status_macros.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/reader.h"
@@ -29,10 +33,12 @@
 #include "optim/zero.h"
 #include "runtime/data/data_loader.h"
 #include "runtime/data/token_shard.h"
+#include "runtime/data/tokenizer.h"
 #include "runtime/gpt_model.h"
 #include "runtime/host_staging.h"
 #include "runtime/memory_plan.h"
 #include "runtime/model_checkpoint.h"
+#include "runtime/run_lock.h"
 
 namespace mla {
 namespace {
@@ -81,6 +87,77 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path, absl::string_
   ss << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat(what, " ", path, ": read failed"));
   return ss.str();
+}
+
+// The step of a metrics.jsonl row ({"step": N, ...}), or -1.
+int64_t StepOfMetricsRow(absl::string_view line) {
+  if (!absl::ConsumePrefix(&line, "{\"step\": ")) return -1;
+  const size_t end = line.find_first_not_of("0123456789");
+  int64_t step = -1;
+  if (end == 0 || !absl::SimpleAtoi(line.substr(0, end), &step)) return -1;
+  return step;
+}
+
+// On resume: drops the rows of metrics.jsonl past the checkpoint's `step`
+// (written after it by the run that is being resumed, and about to be written
+// again) and a torn last line, so the log has no duplicate or backward steps.
+absl::Status TruncateMetricsAfter(const std::string& path, int64_t step) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return WriteFileAtomically(path, "");
+  MLA_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path, "metrics"));
+  std::string kept;
+  int64_t dropped = 0;
+  for (absl::string_view rest = text; !rest.empty();) {
+    const size_t nl = rest.find('\n');
+    if (nl == absl::string_view::npos) {  // torn by a kill mid-write
+      ++dropped;
+      break;
+    }
+    const absl::string_view line = rest.substr(0, nl + 1);
+    rest.remove_prefix(nl + 1);
+    if (StepOfMetricsRow(line) > step) {
+      ++dropped;
+      continue;
+    }
+    absl::StrAppend(&kept, line);
+  }
+  if (dropped == 0) return absl::OkStatus();
+  LOG(INFO) << path << ": dropped " << dropped << " row(s) logged after step " << step
+            << " by the run being resumed";
+  return WriteFileAtomically(path, kept);
+}
+
+// The tokenizer stored with the model must not produce ids the model lacks.
+absl::Status CheckTokenizerFits(const std::string& bytes, const std::string& source,
+                                int vocab_size) {
+  absl::StatusOr<Tokenizer> tokenizer = Tokenizer::LoadFromBytes(bytes);
+  if (!tokenizer.ok())
+    return absl::Status(tokenizer.status().code(),
+                        absl::StrCat("tokenizer ", source, ": ", tokenizer.status().message()));
+  if (tokenizer->vocab_size() > vocab_size)
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer ", source, " has ", tokenizer->vocab_size(),
+                     " pieces, more than the model's vocab_size=", vocab_size));
+  return absl::OkStatus();
+}
+
+// Checkpoint config entries that record the run's identity.
+constexpr char kIdentityPrefix[] = "identity.";
+
+// The loader position after a change of the global batch from `old_rows` to
+// `new_rows` sequences: the same epoch, at the first new-size batch that
+// starts at or after the windows already used, so no window of the epoch is
+// used twice (fewer than new_rows are skipped); the next epoch when none is
+// left.
+LoaderState RebatchedPosition(const LoaderState& saved, int64_t old_rows, int64_t new_rows,
+                              int64_t new_steps_per_epoch) {
+  LoaderState next = saved;
+  next.step = (saved.step * old_rows + new_rows - 1) / new_rows;
+  if (next.step >= new_steps_per_epoch) {
+    next.epoch += 1;
+    next.step = 0;
+  }
+  return next;
 }
 
 struct Shapes {
@@ -154,6 +231,12 @@ absl::Status ValidateTrainOptions(const TrainOptions& o, int world) {
     return absl::InvalidArgumentError(absl::StrCat("device=", o.device, ": expected cpu or cuda"));
   if (o.train_data.empty()) return absl::InvalidArgumentError("train_data is required");
   if (o.out_dir.empty()) return absl::InvalidArgumentError("out_dir is required");
+  for (const std::string& name : o.allow_resume_change)
+    if (std::find(std::begin(kResumeIdentity), std::end(kResumeIdentity), name) ==
+        std::end(kResumeIdentity))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allow_resume_change: unknown item '", name, "' (expected some of ",
+          absl::StrJoin(kResumeIdentity, ","), ")"));
   return absl::OkStatus();
 }
 
@@ -170,8 +253,16 @@ class Run {
 
  private:
   absl::Status Resume(const std::string& path);
+  // This run's identity (kResumeIdentity order): name → value.
+  std::vector<std::pair<std::string, std::string>> Identity() const;
+  // Compares the checkpoint's identity with this run's; returns the names
+  // that differ and are allowed to (anything else is refused).
+  absl::StatusOr<std::vector<std::string>> CheckIdentity(const ckpt::CheckpointReader& reader,
+                                                         const std::string& path) const;
   absl::Status Save();
   absl::StatusOr<double> Evaluate();
+  // Appends a metrics row (rank 0); a failed write is kept in output_status_
+  // and ends the run at the next agreement point.
   void Log(const std::string& json_line);
 
   const TrainOptions& o_;
@@ -187,10 +278,12 @@ class Run {
   ElementRange range_;
   LrSchedule schedule_;
   std::string tokenizer_bytes_;
+  std::vector<std::string> resume_changes_;  // identity items changed at resume, for the log
   std::vector<int32_t> inputs_, targets_;
   int64_t step_ = 0, tokens_seen_ = 0, skipped_ = 0;
   double peak_gflops_ = 0;
-  std::FILE* metrics_ = nullptr;
+  std::optional<AppendLog> metrics_;  // rank 0 only
+  absl::Status output_status_;        // rank 0: the first failed metrics write
 };
 
 absl::Status Run::Setup() {
@@ -227,9 +320,16 @@ absl::Status Run::Setup() {
                                                      o_.val_data, shapes_.T, o_.micro_batch,
                                                      rank_, world_));
     val_.emplace(std::move(val));
+    // Every shard the model reads, not only the training one: a token id at
+    // or past the model's vocabulary would index outside the embedding.
+    if (val_->shard_header().vocab_size > static_cast<uint32_t>(config_.vocab_size))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the vocabulary of ", o_.val_data, " (", val_->shard_header().vocab_size,
+          ") exceeds the model's vocab_size=", config_.vocab_size));
   }
   if (!o_.tokenizer.empty()) {
     MLA_ASSIGN_OR_RETURN(tokenizer_bytes_, ReadWholeFile(o_.tokenizer, "tokenizer"));
+    MLA_RETURN_IF_ERROR(CheckTokenizerFits(tokenizer_bytes_, o_.tokenizer, config_.vocab_size));
   }
   const int64_t total = model_->num_params();
   if (o_.zero_stage == 1) {
@@ -264,6 +364,10 @@ absl::Status Run::Setup() {
   }
   if (!resume_path.empty()) {
     MLA_RETURN_IF_ERROR(Resume(resume_path));
+    if (step_ > shapes_.steps)
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint ", resume_path, " is at step ", step_, ", past this run's ", shapes_.steps,
+          " steps (--steps / --token_budget); raise them to continue training it"));
   } else {
     model_->InitParameters(o_.seed);
   }
@@ -271,14 +375,10 @@ absl::Status Run::Setup() {
   peak_gflops_ = o_.peak_gflops > 0 ? o_.peak_gflops : device_->MeasurePeakGflops();
 
   if (rank_ == 0) {
-    std::error_code ec;
-    std::filesystem::create_directories(o_.out_dir, ec);
-    if (ec) return absl::PermissionDeniedError(absl::StrCat("out_dir ", o_.out_dir, ": ", ec.message()));
-    std::ofstream cfg(o_.out_dir + "/config.json");
-    cfg << "{";
+    std::string cfg = "{";
     bool first = true;
     auto put = [&](const std::string& k, const std::string& v, bool quote) {
-      cfg << (first ? "" : ", ") << json::Quote(k) << ": " << (quote ? json::Quote(v) : v);
+      absl::StrAppend(&cfg, first ? "" : ", ", json::Quote(k), ": ", quote ? json::Quote(v) : v);
       first = false;
     };
     for (const ckpt::ConfigEntry& e : ModelConfigEntries(config_))
@@ -287,11 +387,20 @@ absl::Status Run::Setup() {
     put("world_size", absl::StrCat(world_), false);
     put("accumulation_steps", absl::StrCat(shapes_.accum), false);
     put("steps", absl::StrCat(shapes_.steps), false);
-    cfg << "}\n";
-    if (!cfg) return absl::DataLossError(absl::StrCat("cannot write ", o_.out_dir, "/config.json"));
-    metrics_ = std::fopen((o_.out_dir + "/metrics.jsonl").c_str(), resume_path.empty() ? "w" : "a");
-    if (metrics_ == nullptr)
-      return absl::PermissionDeniedError(absl::StrCat("cannot open ", o_.out_dir, "/metrics.jsonl"));
+    cfg += "}\n";
+    MLA_RETURN_IF_ERROR(WriteFileAtomically(o_.out_dir + "/config.json", cfg));
+    const std::string metrics_path = o_.out_dir + "/metrics.jsonl";
+    if (resume_path.empty()) {
+      MLA_RETURN_IF_ERROR(WriteFileAtomically(metrics_path, ""));
+    } else {
+      MLA_RETURN_IF_ERROR(TruncateMetricsAfter(metrics_path, step_));
+    }
+    MLA_ASSIGN_OR_RETURN(AppendLog log, AppendLog::Open(metrics_path));
+    metrics_.emplace(std::move(log));
+    if (!resume_changes_.empty())
+      Log(absl::StrFormat("{\"step\": %d, \"resumed_from\": %s, \"changed\": %s}", step_,
+                          json::Quote(resume_path),
+                          json::Quote(absl::StrJoin(resume_changes_, ","))));
     const ModelCost cost = ComputeModelCost(config_);
     std::printf(
         "mla-train: %s, %lld parameters, %d ranks x %d threads | global batch %lld seqs x %d "
@@ -303,6 +412,62 @@ absl::Status Run::Setup() {
     std::fflush(stdout);
   }
   return absl::OkStatus();
+}
+
+std::string ShardIdentity(const ShardHeader& h) {
+  return absl::StrFormat("fnv1a64 %016x, %d tokens, vocab %d", h.checksum, h.token_count,
+                         h.vocab_size);
+}
+
+std::vector<std::pair<std::string, std::string>> Run::Identity() const {
+  return {
+      {"tokenizer", tokenizer_bytes_.empty()
+                        ? std::string("none")
+                        : absl::StrFormat("fnv1a64 %016x, %d bytes",
+                                          Fnv1a64(tokenizer_bytes_.data(), tokenizer_bytes_.size()),
+                                          tokenizer_bytes_.size())},
+      {"train_data", ShardIdentity(loader_->shard_header())},
+      {"val_data", val_.has_value() ? ShardIdentity(val_->shard_header()) : std::string("none")},
+      {"global_batch_tokens", absl::StrCat(o_.global_batch_tokens)},
+      {"schedule", absl::StrFormat("lr %g, min_lr %g, warmup_steps %d", o_.lr, o_.min_lr,
+                                   o_.warmup_steps)},
+  };
+}
+
+absl::StatusOr<std::vector<std::string>> Run::CheckIdentity(const ckpt::CheckpointReader& reader,
+                                                            const std::string& path) const {
+  std::vector<std::string> changed, allowed_lines, refused_lines;
+  bool recorded = false;
+  for (const auto& [name, mine] : Identity()) {
+    const std::string key = absl::StrCat(kIdentityPrefix, name);
+    const auto it = std::find_if(reader.config().begin(), reader.config().end(),
+                                 [&](const ckpt::ConfigEntry& e) { return e.key == key; });
+    if (it == reader.config().end()) continue;
+    recorded = true;
+    const std::string saved = ckpt::ConfigValueToString(it->value);
+    if (saved == mine) continue;
+    const std::string line = absl::StrCat("  ", name, ": checkpoint ", saved, "; this run ", mine);
+    if (std::find(o_.allow_resume_change.begin(), o_.allow_resume_change.end(), name) !=
+        o_.allow_resume_change.end()) {
+      changed.push_back(name);
+      allowed_lines.push_back(line);
+    } else {
+      refused_lines.push_back(line);
+    }
+  }
+  if (!recorded && rank_ == 0)
+    LOG(WARNING) << "checkpoint " << path
+                 << " records no run identity (written before it was recorded): the tokenizer, "
+                    "shards, global batch and schedule are not compared";
+  if (!refused_lines.empty())
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", path, " was written by a different run:\n",
+        absl::StrJoin(refused_lines, "\n"),
+        "\npass --allow_resume_change=<names> to accept these changes"));
+  if (rank_ == 0)
+    for (const std::string& line : allowed_lines)
+      LOG(WARNING) << "resuming with a changed run identity (allowed):" << line;
+  return changed;
 }
 
 absl::Status Run::Resume(const std::string& path) {
@@ -325,8 +490,30 @@ absl::Status Run::Resume(const std::string& path) {
     return ReadPaddedRange(reader, ckpt::FlatBuffer::kAdamV, model_->layout(), range_.begin, v);
   }));
   device_->set_optimizer_step(reader.adamw().step);
+  if (tokenizer_bytes_.empty()) {
+    MLA_ASSIGN_OR_RETURN(tokenizer_bytes_, reader.ReadTokenizerModel());
+  }
+  MLA_ASSIGN_OR_RETURN(resume_changes_, CheckIdentity(reader, path));
+  auto changed = [&](absl::string_view name) {
+    return std::find(resume_changes_.begin(), resume_changes_.end(), name) != resume_changes_.end();
+  };
   MLA_ASSIGN_OR_RETURN(std::vector<int64_t> loader_ints, reader.ReadState("data_loader"));
   MLA_ASSIGN_OR_RETURN(LoaderState ls, LoaderState::FromInts(loader_ints));
+  if (changed("train_data")) {
+    // The saved position indexes another shard's windows: start this one afresh.
+    ls = LoaderState{0, 0, static_cast<int64_t>(o_.seed)};
+  } else if (changed("global_batch_tokens")) {
+    int64_t old_tokens = 0;
+    for (const ckpt::ConfigEntry& e : reader.config())
+      if (e.key == absl::StrCat(kIdentityPrefix, "global_batch_tokens") &&
+          !absl::SimpleAtoi(ckpt::ConfigValueToString(e.value), &old_tokens))
+        old_tokens = 0;
+    if (old_tokens <= 0 || old_tokens % shapes_.T != 0)
+      return absl::DataLossError(absl::StrCat("checkpoint ", path,
+                                              ": unreadable identity.global_batch_tokens"));
+    ls = RebatchedPosition(ls, old_tokens / shapes_.T, shapes_.global_rows,
+                           loader_->steps_per_epoch());
+  }
   MLA_RETURN_IF_ERROR(loader_->Restore(ls));
   MLA_ASSIGN_OR_RETURN(std::vector<int64_t> sched, reader.ReadState("schedule"));
   if (sched.size() != 3)
@@ -334,9 +521,6 @@ absl::Status Run::Resume(const std::string& path) {
   step_ = sched[0];
   tokens_seen_ = sched[1];
   skipped_ = sched[2];
-  if (tokenizer_bytes_.empty()) {
-    MLA_ASSIGN_OR_RETURN(tokenizer_bytes_, reader.ReadTokenizerModel());
-  }
   if (rank_ == 0)
     std::printf("mla-train: resumed from %s at step %lld (written by %lld ranks, ZeRO-%lld)\n",
                 path.c_str(), static_cast<long long>(step_),
@@ -352,6 +536,7 @@ absl::Status Run::Save() {
   st.header.zero_stage = o_.zero_stage;
   st.config = ModelConfigEntries(config_);
   for (const auto& [k, v] : o_.flag_record) st.config.push_back({"train." + k, v});
+  for (const auto& [k, v] : Identity()) st.config.push_back({absl::StrCat(kIdentityPrefix, k), v});
   st.layout = TensorSpecs(model_->layout());
   const int64_t total = model_->num_params();
   const ckpt::FlatRange mine = ckpt::EvenShard(total, rank_, world_);
@@ -386,6 +571,7 @@ absl::Status Run::Save() {
   so.dir = o_.out_dir + "/checkpoints";
   so.keep_last = o_.ckpt_keep_last;
   so.keep_every = o_.ckpt_keep_every;
+  so.agree = [this](const absl::Status& local) { return AgreeOnStatus(*comm_, local); };
   const auto t0 = Clock::now();
   MLA_ASSIGN_OR_RETURN(std::string path, ckpt::SaveCheckpoint(MPI_COMM_WORLD, st, so));
   if (rank_ == 0) {
@@ -417,9 +603,8 @@ absl::StatusOr<double> Run::Evaluate() {
 }
 
 void Run::Log(const std::string& line) {
-  if (metrics_ == nullptr) return;
-  std::fprintf(metrics_, "%s\n", line.c_str());
-  std::fflush(metrics_);
+  if (!metrics_.has_value() || !output_status_.ok()) return;
+  output_status_ = metrics_->AppendLine(line);
 }
 
 absl::Status Run::Loop() {
@@ -432,6 +617,12 @@ absl::Status Run::Loop() {
                           o_.bucket_mb);
   const auto start = Clock::now();
   const int64_t first_step = step_;
+  if (step_ == shapes_.steps && rank_ == 0) {
+    std::printf(
+        "mla-train: the resumed checkpoint is already at step %lld of %lld; nothing to train\n",
+        static_cast<long long>(step_), static_cast<long long>(shapes_.steps));
+    std::fflush(stdout);
+  }
   double window_time = 0, window_comm = 0;
   int64_t window_steps = 0;
   while (step_ < shapes_.steps) {
@@ -533,8 +724,13 @@ absl::Status Run::Loop() {
                             json::Number("%.4f", std::exp(val))));
       }
     }
-    int64_t stop = TakeStopSignal();
-    MLA_RETURN_IF_ERROR(comm_->AllReduce(absl::MakeSpan(&stop, 1), ReduceOp::kMax));
+    // One collective per step carries the stop signal and rank 0's output
+    // failures, so every rank leaves the loop together.
+    int64_t verdict[2] = {TakeStopSignal(), output_status_.ok() ? 0 : 1};
+    MLA_RETURN_IF_ERROR(comm_->AllReduce(absl::MakeSpan(verdict, 2), ReduceOp::kMax));
+    if (verdict[1] != 0)
+      return rank_ == 0 ? output_status_ : absl::AbortedError("rank 0 could not write its outputs");
+    const int64_t stop = verdict[0];
     if ((o_.ckpt_every > 0 && step_ % o_.ckpt_every == 0) || last || stop != 0) {
       MLA_RETURN_IF_ERROR(Save());
     }
@@ -545,9 +741,12 @@ absl::Status Run::Loop() {
       break;
     }
   }
-  if (metrics_ != nullptr) std::fclose(metrics_);
-  metrics_ = nullptr;
-  return absl::OkStatus();
+  // A failure here is rank 0's alone; RunTraining agrees on it.
+  if (!metrics_.has_value()) return absl::OkStatus();
+  MLA_RETURN_IF_ERROR(output_status_);
+  absl::Status closed = metrics_->Close();
+  metrics_.reset();
+  return closed;
 }
 
 }  // namespace
@@ -566,6 +765,16 @@ absl::Status RunTraining(const TrainOptions& options, Communicator* comm,
                          std::unique_ptr<TrainingDevice> device) {
   if (options.threads > 0) omp_set_num_threads(options.threads);
   MLA_RETURN_IF_ERROR(AgreeOnStatus(*comm, ValidateTrainOptions(options, comm->size())));
+  // Rank 0 owns the run directory for the whole run; a second job on it is
+  // refused before anything in it is read or written.
+  std::optional<RunDirLock> lock;
+  absl::Status locked = absl::OkStatus();
+  if (comm->rank() == 0) {
+    absl::StatusOr<RunDirLock> acquired = RunDirLock::Acquire(options.out_dir);
+    if (acquired.ok()) lock.emplace(std::move(*acquired));
+    locked = acquired.status();
+  }
+  MLA_RETURN_IF_ERROR(AgreeOnStatus(*comm, locked));
   Run run(options, comm, std::move(device));
   MLA_RETURN_IF_ERROR(AgreeOnStatus(*comm, run.Setup()));
   return AgreeOnStatus(*comm, run.Loop());

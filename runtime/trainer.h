@@ -54,9 +54,19 @@ struct TrainOptions {
   int threads = 0;     // OpenMP threads per rank; 0: leave as is
   std::string device = "cpu";  // "cpu" or "cuda" (runtime/training_device.h)
   Precision precision = Precision::kFp32;  // bf16: CUDA GEMM operands only
+  // What a resumed run may change against its checkpoint's identity
+  // (kResumeIdentity names); anything else that differs is refused.
+  std::vector<std::string> allow_resume_change;
   // Flag values as given, recorded in config.json and the checkpoint.
   std::vector<std::pair<std::string, std::string>> flag_record;
 };
+
+// What a run depends on besides the model config: recorded in every
+// checkpoint as "identity.<name>" config entries and compared on resume
+// (docs/checkpoint-format.md). --steps is not part of it: raising it extends
+// a run.
+inline constexpr const char* kResumeIdentity[] = {"tokenizer", "train_data", "val_data",
+                                                  "global_batch_tokens", "schedule"};
 
 // Checks the options that need no data (batch arithmetic, ranges).
 absl::Status ValidateTrainOptions(const TrainOptions& options, int world_size);

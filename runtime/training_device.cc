@@ -2,16 +2,20 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "glog/logging.h"
 #include "layers/cpu/cpu_kernels.h"
 #include "layers/cpu/peak_flops.h"
 #include "layers/device_array.h"
 #include "runtime/create_kernels.h"
+#include "runtime/memory_plan.h"
 
 namespace mla {
 
@@ -33,6 +37,25 @@ double MeasureGemmPeakGflops(Kernels& kernels, int64_t n) {
 
 namespace {
 
+// Bytes of host memory this process could still allocate: MemAvailable from
+// /proc/meminfo, lowered to the cgroup v2 limit's headroom when one is set.
+absl::StatusOr<int64_t> AvailableHostBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  int64_t available = -1;
+  for (std::string key, unit; meminfo >> key;) {
+    int64_t kib = 0;
+    meminfo >> kib;
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") available = kib * 1024;
+  }
+  if (available < 0) return absl::UnavailableError("cannot read MemAvailable from /proc/meminfo");
+  std::ifstream max_file("/sys/fs/cgroup/memory.max"), current_file("/sys/fs/cgroup/memory.current");
+  int64_t limit = 0, current = 0;
+  if (max_file >> limit && current_file >> current && limit > current)
+    available = std::min(available, limit - current);
+  return available;
+}
+
 // Everything in host memory: the CPU kernels' buffers are the host's, so the
 // optim/ code runs on them directly.
 class CpuTrainingDevice final : public TrainingDevice {
@@ -43,8 +66,24 @@ class CpuTrainingDevice final : public TrainingDevice {
   absl::string_view name() const override { return "cpu"; }
   Kernels& kernels() override { return *kernels_; }
   Communicator& buffer_comm() override { return *comm_; }
-  absl::Status CheckMemory(const ModelConfig&, const MemoryPlanOptions&, bool) override {
-    return absl::OkStatus();
+  // Host memory is shared by the ranks of a node: each gets an even share of
+  // what the node has available.
+  absl::Status CheckMemory(const ModelConfig& config, const MemoryPlanOptions& options,
+                           bool) override {
+    MemoryPlanOptions host = options;
+    host.workspace_bytes = 0;  // no cuBLASLt workspace on the CPU
+    MLA_ASSIGN_OR_RETURN(MemoryPlan plan, ComputeMemoryPlan(config, host));
+    MLA_ASSIGN_OR_RETURN(int64_t available, AvailableHostBytes());
+    const int ranks_here = std::max(1, comm_->local_size());
+    const int64_t share = available / ranks_here;
+    if (plan.total_bytes() <= share) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the run needs %.1f MiB of host memory per rank but %.1f MiB are available to each of "
+        "this node's %d rank(s) (the lower of MemAvailable and the cgroup limit); reduce the "
+        "micro-batch, the context or the model, or use ZeRO-1 (--zero=1). The memory plan per "
+        "rank (micro-batch %d, ZeRO-%d, %d ranks; mla-calc's numbers without the GPU workspace):\n%s",
+        plan.total_bytes() / 1048576.0, share / 1048576.0, ranks_here, options.micro_batch,
+        options.zero_stage, options.world_size, FormatMemoryPlan(plan)));
   }
   double MeasurePeakGflops() override { return MeasureSgemmPeakGflops(1536, 5); }
 

@@ -55,7 +55,9 @@ class TrainingDevice {
 
   // Before the model is allocated: devices with a fixed memory print the
   // plan (when `print`) and fail with CheckMemoryPlanFits' message if it does
-  // not fit. The CPU answers OK.
+  // not fit. The CPU checks the plan (without a GEMM workspace) against the
+  // host memory available to each of the node's ranks and puts the plan in
+  // its refusal.
   virtual absl::Status CheckMemory(const ModelConfig& config, const MemoryPlanOptions& options,
                                    bool print) = 0;
   // Peak GEMM GFLOP/s of this device in the run's precision (the CPU: fp32

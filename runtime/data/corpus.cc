@@ -4,8 +4,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "base/json.h"
+#include "base/safe_output.h"
 #include "base/status_macros.h"
+#include "base/utf8.h"
 #include "runtime/data/mapped_file.h"
 
 namespace mla {
@@ -68,6 +71,11 @@ CorpusFormat DetectCorpusFormat(absl::string_view text) {
 
 absl::StatusOr<std::vector<std::string>> ParseCorpus(absl::string_view text, CorpusFormat format,
                                                      absl::string_view name) {
+  const size_t bom = absl::ConsumePrefix(&text, kUtf8Bom) ? kUtf8Bom.size() : 0;
+  if (const size_t bad = FirstInvalidUtf8(text); bad < text.size())
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": not valid UTF-8 at byte ", bad + bom,
+        " (the corpus must be UTF-8; convert it first, e.g. iconv -f latin1 -t utf-8)"));
   if (format == CorpusFormat::kAuto) format = DetectCorpusFormat(text);
   std::vector<std::string> stories;
   switch (format) {
@@ -82,6 +90,12 @@ absl::StatusOr<std::vector<std::string>> ParseCorpus(absl::string_view text, Cor
       break;
     case CorpusFormat::kAuto: break;
   }
+  for (size_t i = 0; i < stories.size(); ++i)
+    if (stories[i].size() > kMaxStoryBytes)
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ": story ", i + 1, " is ", stories[i].size(), " bytes, above the ", kMaxStoryBytes,
+          "-byte limit for one story (format ", CorpusFormatName(format),
+          "; is that the right --format?)"));
   if (stories.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         name, ": corpus holds no stories (", text.empty() ? "the file is empty" : "format ",

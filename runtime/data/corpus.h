@@ -5,11 +5,15 @@
 //                field), or JSON lines / an array of objects with a "text" field;
 //   * lines:     plain text, one story per line.
 // Each story is trimmed of surrounding whitespace; empty stories are skipped.
+// The text must be UTF-8 (a leading byte-order mark is skipped); one story
+// may hold at most kMaxStoryBytes, so tokenizing one item never needs memory
+// out of proportion to a story.
 //
 // Thread safety: free functions without shared state.
 // Failure: missing/unreadable file (NotFound/PermissionDenied), a corpus with
-// no stories, or malformed JSON (with the byte offset) return an error naming
-// the file.
+// no stories, text that is not UTF-8 or malformed JSON (with the byte
+// offset), or a story above kMaxStoryBytes return an error naming the file.
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -17,6 +21,8 @@
 #include "absl/strings/string_view.h"
 
 namespace mla {
+
+inline constexpr size_t kMaxStoryBytes = size_t{4} << 20;
 
 enum class CorpusFormat { kAuto, kEndOfText, kJson, kLines };
 

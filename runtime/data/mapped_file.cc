@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/safe_output.h"
 
 namespace mla {
 namespace {
@@ -22,26 +23,12 @@ absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int er
   return absl::InternalError(message);
 }
 
-// Closes a descriptor on every return path.
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-  ~FdCloser() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 absl::StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("cannot open", path, errno);
-  FdCloser closer(fd);
+  Fd closer(fd);
   struct stat st;
   if (::fstat(fd, &st) != 0) return ErrnoStatus("cannot stat", path, errno);
   if (!S_ISREG(st.st_mode)) {
@@ -83,7 +70,7 @@ void MappedFile::Release() {
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("cannot open", path, errno);
-  FdCloser closer(fd);
+  Fd closer(fd);
   struct stat st;
   if (::fstat(fd, &st) != 0) return ErrnoStatus("cannot stat", path, errno);
   if (S_ISDIR(st.st_mode)) {
@@ -102,37 +89,6 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
-}
-
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view bytes) {
-  std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus("cannot create", tmp, errno);
-  {
-    FdCloser closer(fd);
-    size_t done = 0;
-    while (done < bytes.size()) {
-      ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        int err = errno;
-        ::unlink(tmp.c_str());
-        return ErrnoStatus("cannot write", tmp, err);
-      }
-      done += static_cast<size_t>(n);
-    }
-    if (::fsync(fd) != 0) {
-      int err = errno;
-      ::unlink(tmp.c_str());
-      return ErrnoStatus("cannot fsync", tmp, err);
-    }
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoStatus("cannot rename into place", path, err);
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace mla

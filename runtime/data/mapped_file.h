@@ -42,8 +42,4 @@ class MappedFile {
 // Reads a whole file into a string (for text corpora and tokenizer models).
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
-// Writes `bytes` to `path` through a temporary file and a rename, so a reader
-// never sees a half-written file.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view bytes);
-
 }  // namespace mla

@@ -88,10 +88,6 @@ absl::StatusOr<ShardHeader> ParseHeader(const std::string& path, const uint8_t* 
   return h;
 }
 
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(path, ": ", what, ": ", std::strerror(errno)));
-}
-
 }  // namespace
 
 uint64_t Fnv1a64(const void* data, size_t size, uint64_t state) {
@@ -139,30 +135,21 @@ absl::StatusOr<std::unique_ptr<ShardWriter>> ShardWriter::Create(const std::stri
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": EOS id ", eos_id, " >= vocab size ", vocab_size));
   }
-  std::string tmp = absl::StrCat(path, ".tmp");
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("cannot create", tmp);
+  MLA_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path));
   ShardHeader h;
   h.vocab_size = vocab_size;
   h.eos_id = eos_id;
   h.checksum = kFnvOffsetBasis;
-  auto writer = std::unique_ptr<ShardWriter>(new ShardWriter(path, fd, h));
+  auto writer = std::unique_ptr<ShardWriter>(new ShardWriter(path, std::move(file), h));
   // Placeholder header; Finish() rewrites it.
-  uint8_t zeros[kShardHeaderBytes] = {};
-  if (::write(fd, zeros, sizeof(zeros)) != static_cast<ssize_t>(sizeof(zeros))) {
-    return ErrnoError("cannot write", tmp);
-  }
+  const char zeros[kShardHeaderBytes] = {};
+  MLA_RETURN_IF_ERROR(writer->file_.Append(absl::string_view(zeros, sizeof(zeros))));
   return writer;
 }
 
-ShardWriter::ShardWriter(std::string path, int fd, ShardHeader header)
-    : path_(std::move(path)), tmp_path_(path_ + ".tmp"), fd_(fd), header_(header) {
+ShardWriter::ShardWriter(std::string path, AtomicFile file, ShardHeader header)
+    : path_(std::move(path)), file_(std::move(file)), header_(header) {
   buffer_.reserve(1 << 20);
-}
-
-ShardWriter::~ShardWriter() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!finished_) ::unlink(tmp_path_.c_str());
 }
 
 absl::Status ShardWriter::AppendDocument(std::span<const int> ids) {
@@ -190,36 +177,19 @@ absl::Status ShardWriter::AppendTokens(std::span<const uint16_t> tokens, uint64_
     }
   }
   MLA_RETURN_IF_ERROR(Flush());
-  const uint8_t* p = reinterpret_cast<const uint8_t*>(tokens.data());
-  size_t bytes = tokens.size_bytes();
-  header_.checksum = Fnv1a64(p, bytes, header_.checksum);
-  while (bytes > 0) {
-    ssize_t n = ::write(fd_, p, bytes);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("cannot write", tmp_path_);
-    }
-    p += n;
-    bytes -= static_cast<size_t>(n);
-  }
+  const char* p = reinterpret_cast<const char*>(tokens.data());
+  header_.checksum = Fnv1a64(p, tokens.size_bytes(), header_.checksum);
+  MLA_RETURN_IF_ERROR(file_.Append(absl::string_view(p, tokens.size_bytes())));
   header_.token_count += tokens.size();
   header_.document_count += documents;
   return absl::OkStatus();
 }
 
 absl::Status ShardWriter::Flush() {
-  const uint8_t* p = reinterpret_cast<const uint8_t*>(buffer_.data());
-  size_t bytes = buffer_.size() * sizeof(uint16_t);
+  const char* p = reinterpret_cast<const char*>(buffer_.data());
+  const size_t bytes = buffer_.size() * sizeof(uint16_t);
   header_.checksum = Fnv1a64(p, bytes, header_.checksum);
-  while (bytes > 0) {
-    ssize_t n = ::write(fd_, p, bytes);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("cannot write", tmp_path_);
-    }
-    p += n;
-    bytes -= static_cast<size_t>(n);
-  }
+  MLA_RETURN_IF_ERROR(file_.Append(absl::string_view(p, bytes)));
   buffer_.clear();
   return absl::OkStatus();
 }
@@ -236,15 +206,9 @@ absl::Status ShardWriter::Finish() {
   Store<uint64_t>(head + kOffCount, header_.token_count);
   Store<uint64_t>(head + kOffDocs, header_.document_count);
   Store<uint64_t>(head + kOffChecksum, header_.checksum);
-  if (::pwrite(fd_, head, sizeof(head), 0) != static_cast<ssize_t>(sizeof(head))) {
-    return ErrnoError("cannot write header", tmp_path_);
-  }
-  if (::fsync(fd_) != 0) return ErrnoError("cannot fsync", tmp_path_);
-  ::close(fd_);
-  fd_ = -1;
-  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    return ErrnoError("cannot rename into place", path_);
-  }
+  MLA_RETURN_IF_ERROR(
+      file_.Overwrite(0, absl::string_view(reinterpret_cast<const char*>(head), sizeof(head))));
+  MLA_RETURN_IF_ERROR(file_.Commit());
   finished_ = true;
   return absl::OkStatus();
 }

@@ -27,6 +27,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/safe_output.h"
 #include "runtime/data/mapped_file.h"
 
 namespace mla {
@@ -79,8 +80,9 @@ class TokenShard {
 // reports each problem separately). Checks magic, version and exact file size.
 absl::StatusOr<ShardHeader> ReadShardHeader(const std::string& path);
 
-// Streams tokens to `path`.tmp, then Finish() writes the header and renames the
-// file into place, so an interrupted write never leaves a valid-looking shard.
+// Streams tokens to `path`.tmp, then Finish() writes the header, fsyncs and
+// renames the file into place (base/safe_output.h's AtomicFile), so an
+// interrupted write never leaves a valid-looking shard.
 // Destroying an unfinished writer removes the temporary file.
 class ShardWriter {
  public:
@@ -89,7 +91,6 @@ class ShardWriter {
                                                              uint32_t eos_id);
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
-  ~ShardWriter();
 
   // Appends one document's tokens followed by EOS. Ids must be < vocab_size.
   absl::Status AppendDocument(std::span<const int> ids);
@@ -100,12 +101,11 @@ class ShardWriter {
   const ShardHeader& header() const { return header_; }
 
  private:
-  ShardWriter(std::string path, int fd, ShardHeader header);
+  ShardWriter(std::string path, AtomicFile file, ShardHeader header);
   absl::Status Flush();
 
   std::string path_;
-  std::string tmp_path_;
-  int fd_;
+  AtomicFile file_;  // `path_`.tmp until Finish commits it
   bool finished_ = false;
   ShardHeader header_;
   std::vector<uint16_t> buffer_;

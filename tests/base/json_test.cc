@@ -73,6 +73,15 @@ TEST(JsonTest, QuoteRoundTripsThroughParse) {
   EXPECT_EQ(v->string, s);
 }
 
+// Generated text cut inside a multi-byte character, or raw bytes: each byte
+// that is not part of a valid sequence becomes U+FFFD ("\xEF\xBF\xBD").
+TEST(JsonTest, QuoteRepairsInvalidUtf8) {
+  EXPECT_EQ(Quote("caf\xc3"), "\"caf\xEF\xBF\xBD\"");
+  EXPECT_EQ(Quote("a\xff\xfe b"), "\"a\xEF\xBF\xBD\xEF\xBF\xBD b\"");
+  EXPECT_EQ(Quote("\xed\xa0\x80"), "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");  // a surrogate
+  EXPECT_EQ(Quote("\xf0\x9f\x98\x80 ok"), "\"\xf0\x9f\x98\x80 ok\"");
+}
+
 TEST(JsonTest, NumbersRoundTripAndNonFiniteIsNull) {
   for (double x : {0.1, -1.0 / 3.0, 1e-300, 6.02214076e23, 0.0, 42.0}) {
     auto v = Parse(Number(x));

@@ -53,6 +53,36 @@ TEST(Corpus, UnterminatedJsonStringIsAnError) {
   EXPECT_FALSE(ParseCorpus("[{\"story\": \"abc", CorpusFormat::kJson, "c").ok());
 }
 
+TEST(Corpus, LeadingByteOrderMarkIsSkipped) {
+  EXPECT_THAT(Parse("\xEF\xBB\xBFOne.\nTwo.\n"), ElementsAre("One.", "Two."));
+  EXPECT_THAT(Parse("\xEF\xBB\xBF[{\"story\": \"A.\"}]"), ElementsAre("A."));
+}
+
+TEST(Corpus, TextThatIsNotUtf8IsAnErrorNamingTheByte) {
+  // Latin-1 "café" (0xE9 alone), a surrogate encoded in UTF-8 (CESU), an
+  // overlong '/', a code point above U+10FFFF.
+  for (const auto& [text, offset] : std::vector<std::pair<std::string, int>>{
+           {"Once a caf\xE9.\n", 10}, {"ok \xED\xA0\x80\n", 3}, {"\xC0\xAF", 0},
+           {"ab\xF4\x90\x80\x80", 2}}) {
+    auto s = ParseCorpus(text, CorpusFormat::kLines, "bad.txt");
+    ASSERT_FALSE(s.ok()) << text;
+    EXPECT_THAT(std::string(s.status().message()),
+                HasSubstr(absl::StrCat("bad.txt: not valid UTF-8 at byte ", offset)));
+  }
+  // Counted in the file, byte-order mark included.
+  auto s = ParseCorpus("\xEF\xBB\xBFx\xFF", CorpusFormat::kLines, "bom.txt");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("at byte 4"));
+}
+
+TEST(Corpus, StoryAboveTheSizeLimitIsAnErrorNamingIt) {
+  const std::string text = "short\n" + std::string(kMaxStoryBytes + 1, 'a') + "\n";
+  auto s = ParseCorpus(text, CorpusFormat::kLines, "big.txt");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("big.txt: story 2 is"));
+  EXPECT_EQ(Parse(std::string(kMaxStoryBytes, 'a'), CorpusFormat::kLines).size(), 1u);
+}
+
 TEST(Corpus, EmptyFileIsAnErrorNamingIt) {
   std::string path = testing_util::FreshDir() + "/empty.txt";
   std::ofstream(path).close();

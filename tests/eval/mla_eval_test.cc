@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/utf8.h"
 #include "gtest/gtest.h"
 #include "base/json.h"
 #include "layers/cpu/cpu_kernels.h"
@@ -42,7 +43,8 @@ Result RunCommand(const std::string& cmd) {
   return r;
 }
 
-Result Eval(const std::string& args) { return RunCommand(absl::StrCat(MLA_EVAL, " ", args)); }
+// --force: the fixture directory outlives a test run, so a rerun replaces its outputs.
+Result Eval(const std::string& args) { return RunCommand(absl::StrCat(MLA_EVAL, " --force ", args)); }
 
 std::string ReadAll(const std::string& path) {
   std::ifstream f(path);
@@ -89,6 +91,29 @@ double DirectLoss(int T) {
   return sum / windows;
 }
 
+// Outputs are checked before any work: never an input of the command (the
+// checkpoint the run directory resolves to here), never an existing file
+// without --force.
+TEST(MlaEvalTest, OutputOntoTheCheckpointItReadsIsRefusedEvenWithForce) {
+  const std::string ckpt = kCkpt + "/" + ReadAll(kCkpt + "/latest");
+  const std::string before = ReadAll(ckpt);
+  const Result r = Eval(absl::StrCat("--task=loss --checkpoint=", kCkpt, " --val_shard=", kDir,
+                                     "/val.bin --out=", ckpt));
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("is the input"), std::string::npos) << r.output;
+  EXPECT_EQ(ReadAll(ckpt), before);
+}
+
+TEST(MlaEvalTest, ExistingOutputIsKeptWithoutForce) {
+  const std::string out = kOut + ".existing.json";
+  std::ofstream(out) << "keep";
+  const Result r = RunCommand(absl::StrCat(MLA_EVAL, " --task=loss --checkpoint=", kCkpt,
+                                           " --val_shard=", kDir, "/val.bin --out=", out));
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("exists; pass --force"), std::string::npos) << r.output;
+  EXPECT_EQ(ReadAll(out), "keep");
+}
+
 TEST(MlaEvalTest, LossIsTheMeanOverAllValidationWindows) {
   const Result r = Eval(absl::StrCat("--task=loss --checkpoint=", kCkpt, " --val_shard=", kDir,
                                      "/val.bin --seq_len=32 --batch=3 --out=", kOut, ".loss.json"));
@@ -109,7 +134,7 @@ TEST(MlaEvalTest, LossOnTwoRanksEqualsOneRank) {
                                         "/val.bin --seq_len=16 --batch=4 --out=");
   const Result one = Eval(args + kOut + ".loss1.json");
   ASSERT_EQ(one.code, 0) << one.output;
-  const Result two = RunCommand(absl::StrCat(MLA_MPIEXEC, " -np 2 ", MLA_EVAL, " ", args, kOut,
+  const Result two = RunCommand(absl::StrCat(MLA_MPIEXEC, " -np 2 ", MLA_EVAL, " --force ", args, kOut,
                                              ".loss2.json"));
   ASSERT_EQ(two.code, 0) << two.output;
   auto a = json::Parse(ReadAll(kOut + ".loss1.json"));
@@ -151,6 +176,36 @@ TEST(MlaEvalTest, GenerateWritesEveryPromptAndReportsBadLinesAlone) {
   EXPECT_NE(lines[4].Find("error")->string.find("longer than the context"), std::string::npos);
   EXPECT_NE(lines[5].Find("error")->string.find("unknown key"), std::string::npos);
   EXPECT_NE(lines[6].Find("error")->string.find("beyond the context"), std::string::npos);
+}
+
+// A byte-order mark before the first prompt is skipped; a line that is not
+// UTF-8 or is longer than 1 MiB is reported alone; whatever the model
+// generates (it may stop inside a multi-byte character), the output is
+// valid UTF-8.
+TEST(MlaEvalTest, PromptEncodingsAreCheckedAndTheOutputIsValidUtf8) {
+  const std::string prompts = kOut + ".encodings.jsonl";
+  {
+    std::ofstream p(prompts, std::ios::binary);
+    p << "\xEF\xBB\xBF{\"prompt\": \"Once upon a time\"}\n"
+      << "{\"prompt\": \"caf\xE9 latin-1\"}\n"
+      << "{\"prompt\": \"" << std::string((1 << 20) + 10, 'a') << "\"}\n"
+      << "{\"prompt\": \"Tom \xC3\xA9t\xC3\xA9\"}\n";
+  }
+  const Result r = Eval(absl::StrCat("--task=generate --checkpoint=", kCkpt, " --prompts=", prompts,
+                                     " --max_new_tokens=40 --temperature=1 --out=", kOut,
+                                     ".encodings.out.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string out = ReadAll(kOut + ".encodings.out.jsonl");
+  EXPECT_EQ(FirstInvalidUtf8(out), out.size());
+  const auto lines = ReadJsonl(kOut + ".encodings.out.jsonl");
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[0].Find("error"), nullptr);
+  ASSERT_NE(lines[1].Find("error"), nullptr);
+  EXPECT_NE(lines[1].Find("error")->string.find("not valid UTF-8 at byte 15"), std::string::npos);
+  ASSERT_NE(lines[2].Find("error"), nullptr);
+  EXPECT_NE(lines[2].Find("error")->string.find("line longer than 1048576 bytes"),
+            std::string::npos);
+  EXPECT_EQ(lines[3].Find("error"), nullptr);
 }
 
 TEST(MlaEvalTest, SameSeedGivesTheSameSampledText) {

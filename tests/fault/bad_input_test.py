@@ -160,6 +160,41 @@ class MlaTrainFlags(BadInput):
     def test_vocab_smaller_than_the_shard_is_named(self):
         self.refused_train("vocab_size=100", "train.bin", vocab_size=100)
 
+    def test_flagfile_with_crlf_line_endings_is_refused_showing_the_cr(self):
+        ff = os.path.join(TMP, "dos.flags")
+        with open(ff, "wb") as f:
+            f.write(b"--steps=2\r\n--n_layer=1\r\n")
+        proc = self.run_tool([TRAIN, f"--flagfile={ff}"])
+        self.assert_refused(proc, "dos.flags line 1", "'--steps=2\\r'")
+
+    def test_boolean_flag_followed_by_a_word_is_refused(self):
+        # Abseil reads `--skip_nonfinite false` as --skip_nonfinite=true and
+        # a stray "false".
+        self.refused_train("unexpected argument 'false'", extra=["--skip_nonfinite", "false"])
+
+    def test_stray_positional_argument_is_refused(self):
+        self.refused_train("unexpected argument 'data/train.bin'", extra=["data/train.bin"])
+
+    def test_negative_collective_timeout_is_refused(self):
+        self.refused_train("collective_timeout", collective_timeout=-1)
+
+    def test_unknown_resume_change_item_is_named(self):
+        self.refused_train("allow_resume_change: unknown item 'model'", allow_resume_change="model")
+
+    def test_model_that_cannot_fit_in_memory_is_refused_with_the_plan(self):
+        out = os.path.join(TMP, "too-big")
+        proc = self.run_tool(train_cmd(out, d_model=8192, n_head=8, n_layer=48, kv_rank=64))
+        self.assert_refused(proc, "MiB of host memory per rank", "memory plan per rank")
+        # The plan itself follows, one category per line (mla-calc's numbers).
+        self.assertRegex(proc.stderr, r"\nparameters +[0-9.]+ MiB")
+        self.assertFalse(os.path.isdir(os.path.join(out, "checkpoints")))
+
+    def test_threads_beyond_the_machine_are_capped_with_a_warning(self):
+        out = os.path.join(TMP, "threads")
+        proc = self.run_tool(train_cmd(out, threads=100000, steps=1))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("--threads=100000 capped at the", proc.stderr)
+
 
 class MlaTrainFiles(BadInput):
     def test_missing_train_shard_is_named(self):
@@ -228,6 +263,67 @@ class MlaTrainFiles(BadInput):
     def test_resume_from_a_shard_instead_of_a_checkpoint_is_refused(self):
         self.refused_train("train.bin", resume=f"{DATA}/train.bin")
 
+    def test_val_shard_with_a_larger_vocabulary_is_refused_before_training(self):
+        # Same tokens, header vocabulary 65536 (the checksum covers the
+        # tokens only, so the shard stays valid): its ids could reach past
+        # the model's embedding.
+        p = os.path.join(TMP, "val-v65536.bin")
+        with open(f"{DATA}/val.bin", "rb") as f:
+            raw = bytearray(f.read())
+        raw[16:20] = (65536).to_bytes(4, "little")
+        with open(p, "wb") as f:
+            f.write(raw)
+        self.refused_train("val-v65536.bin", "(65536) exceeds the model's vocab_size=400", val_data=p,
+                           eval_interval=0)
+
+    def test_tokenizer_with_more_pieces_than_the_model_is_refused(self):
+        d = os.path.join(TMP, "tok600")
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(f"{DATA}/stories.txt", d)
+        subprocess.run([DATA_TOOL, "tokenizer", "--vocab_size", "600", "--out", d], check=True,
+                       capture_output=True)
+        self.refused_train("tokenizer.model has 600 pieces, more than the model's vocab_size=400",
+                           tokenizer=os.path.join(d, "tokenizer.model"))
+
+    def refused_resume(self, detail, **overrides):
+        # One error line, then one line per difference with both values.
+        proc = self.run_tool(train_cmd(os.path.join(TMP, self.id().rsplit(".", 1)[1]),
+                                       resume=good_checkpoint(), **overrides))
+        self.assert_refused(proc, "was written by a different run")
+        self.assertIn(detail, proc.stderr)
+        self.assertIn("--allow_resume_change", proc.stderr)
+
+    def test_resume_with_another_global_batch_shows_both_values(self):
+        self.refused_resume("  global_batch_tokens: checkpoint 64; this run 128",
+                            global_batch_tokens=128)
+
+    def test_resume_with_another_validation_shard_is_refused(self):
+        self.refused_resume("  val_data: checkpoint fnv1a64 ", val_data=f"{DATA}/train.bin")
+
+    def test_resume_past_the_last_step_is_refused(self):
+        self.refused_train("is at step 2, past this run's 1 steps", resume=good_checkpoint(), steps=1)
+
+    def test_second_job_on_a_locked_out_dir_is_refused(self):
+        # The holder here is a plain process holding the same OFD lock
+        # (tests/fault/reliability_test.py runs two mla-train jobs).
+        out = os.path.join(TMP, "locked")
+        os.makedirs(out, exist_ok=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c",
+             "import fcntl, os, struct, sys, time\n"
+             f"fd = os.open({os.path.join(out, 'mla-train.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+             "fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, 0, 0, 0) + bytes(4))\n"
+             "os.write(fd, b'pid 4242 on host elsewhere, started 2026-01-01T00:00:00Z')\n"
+             "print('locked', flush=True); time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(holder.stdout.readline().strip(), "locked")
+            proc = self.run_tool(train_cmd(out))
+            self.assert_refused(proc, "in use by another mla-train job",
+                                "pid 4242 on host elsewhere, started 2026-01-01T00:00:00Z")
+        finally:
+            holder.kill()
+            holder.wait()
+
 
 class OtherTools(BadInput):
     def test_ckpt_verify_of_missing_path_is_named(self):
@@ -239,6 +335,18 @@ class OtherTools(BadInput):
         os.makedirs(d, exist_ok=True)
         proc = self.run_tool([CKPT, "verify", d])
         self.assert_refused(proc, "empty-run", prefix="mla-ckpt")
+
+    def test_ckpt_export_onto_its_input_is_refused(self):
+        ck = good_checkpoint()
+        proc = self.run_tool([CKPT, "export", f"--out={ck}", "--force", ck])
+        self.assert_refused(proc, "is the input", prefix="mla-ckpt")
+
+    def test_ckpt_export_onto_an_existing_file_needs_force(self):
+        out = os.path.join(TMP, "existing.safetensors")
+        with open(out, "w") as f:
+            f.write("x")
+        proc = self.run_tool([CKPT, "export", f"--out={out}", good_checkpoint()])
+        self.assert_refused(proc, "exists; pass --force", prefix="mla-ckpt")
 
     def test_ckpt_unknown_subcommand_is_refused(self):
         proc = self.run_tool([CKPT, "frobnicate", good_checkpoint()])

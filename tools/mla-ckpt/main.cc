@@ -6,7 +6,6 @@
 #include <bit>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <string>
@@ -21,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/json.h"
+#include "base/safe_output.h"
 #include "base/status_macros.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/reader.h"
@@ -30,7 +30,10 @@
 #include "runtime/parameter_layout.h"
 
 ABSL_FLAG(std::string, format, "safetensors", "export: output format (only 'safetensors')");
-ABSL_FLAG(std::string, out, "", "export: output file");
+ABSL_FLAG(std::string, out, "",
+          "export: output file; never one of the command's inputs, and not an existing file "
+          "unless --force");
+ABSL_FLAG(bool, force, false, "export: replace an existing --out file (atomically)");
 ABSL_FLAG(std::string, buffer, "model",
           "stats: which flat buffer to summarise: model, m (AdamW first moment) or v (second moment)");
 
@@ -254,7 +257,11 @@ absl::StatusOr<int> Export(const std::string& spec) {
                                                    " is not supported (only safetensors)"));
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) return absl::InvalidArgumentError("export needs --out=FILE");
-  MLA_ASSIGN_OR_RETURN(CheckpointReader r, OpenSpec(spec));
+  // Checked before anything is opened: the output may not be the checkpoint
+  // (or its run directory's pointer target) that this command reads.
+  MLA_ASSIGN_OR_RETURN(const std::string input, ckpt::ResolveCheckpoint(spec, spec));
+  MLA_RETURN_IF_ERROR(CheckOutputTarget(out, {{spec, input}, absl::GetFlag(FLAGS_force)}, "--out"));
+  MLA_ASSIGN_OR_RETURN(CheckpointReader r, CheckpointReader::Open(input));
   std::vector<std::string> meta = {
       absl::StrCat(json::Quote("format"), ":", json::Quote(ckpt::kFormatName)),
       absl::StrCat(json::Quote("step"), ":", json::Quote(absl::StrCat(r.header().step))),
@@ -274,17 +281,19 @@ absl::StatusOr<int> Export(const std::string& spec) {
   }
   std::string header = absl::StrCat("{", absl::StrJoin(entries, ","), "}");
   header.append((8 - header.size() % 8) % 8, ' ');
-  std::ofstream f(out, std::ios::binary | std::ios::trunc);
-  if (!f) return absl::InternalError(absl::StrCat("cannot create ", out));
+  // Written beside --out and renamed onto it only when complete.
+  MLA_ASSIGN_OR_RETURN(AtomicFile f, AtomicFile::Create(out));
   const uint64_t n = header.size();
-  f.write(reinterpret_cast<const char*>(&n), 8);
-  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  MLA_RETURN_IF_ERROR(f.Append(absl::string_view(reinterpret_cast<const char*>(&n), 8)));
+  MLA_RETURN_IF_ERROR(f.Append(header));
+  absl::Status written;
   for (const TensorSpec& t : r.layout())
     MLA_RETURN_IF_ERROR(ForEachBlock(r, FlatBuffer::kParams, t, [&](absl::Span<const float> xs) {
-      f.write(reinterpret_cast<const char*>(xs.data()), static_cast<std::streamsize>(xs.size() * 4));
+      if (written.ok())
+        written = f.Append(absl::string_view(reinterpret_cast<const char*>(xs.data()), xs.size() * 4));
     }));
-  f.close();
-  if (!f) return absl::InternalError(absl::StrCat("writing ", out, " failed"));
+  MLA_RETURN_IF_ERROR(written);
+  MLA_RETURN_IF_ERROR(f.Commit());
   std::printf("wrote %s: %zu tensors, %lld bytes of weights\n", out.c_str(), r.layout().size(),
               static_cast<long long>(begin));
   return 0;
@@ -319,7 +328,9 @@ int main(int argc, char** argv) {
       "                          exit 0 identical, 1 different\n"
       "  mla-ckpt verify CKPT    whole-file digest, schema, shapes against the stored config,\n"
       "                          non-finite values; exit 0 only when all good\n"
-      "  mla-ckpt export --format=safetensors --out=FILE CKPT   weights + config metadata\n"
+      "  mla-ckpt export --format=safetensors --out=FILE [--force] CKPT   weights + config\n"
+      "                          metadata; FILE appears complete or not at all, never\n"
+      "                          replaces CKPT, and replaces an existing file only with --force\n"
       "CKPT is a checkpoint file, or a run directory (its 'latest' pointer, else the newest\n"
       "ckpt-<step>.h5). Every command first checks the file's size and digest (integrity header,\n"
       "docs/checkpoint-format.md) before parsing it. Errors print one message on stderr and exit 2.");

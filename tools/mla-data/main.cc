@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/safe_output.h"
 #include "base/status_macros.h"
 #include "glog/logging.h"
 #include "runtime/data/corpus.h"

@@ -1,10 +1,13 @@
-"""A training run's metrics.jsonl (docs/training.md): one JSON object per line,
-of three kinds: progress (step, loss, lr, grad_norm, tokens_per_s, mfu, ...),
-validation (step, val_loss, val_ppl) and checkpoint (step, checkpoint, save_s).
+"""A training run's metrics.jsonl (docs/training.md): one JSON object per line:
+progress (step, loss, lr, grad_norm, tokens_per_s, mfu, ...), validation
+(step, val_loss, val_ppl), checkpoint (step, checkpoint, save_s) and, after a
+resume that changed an allowed part of the run identity, (step, resumed_from,
+changed).
 
 read(run_dir) returns every record; progress() and validation() keep one
-record per step, the last one, since a resumed run writes the steps after its
-checkpoint again. A torn last line (a run killed mid-write) is skipped with a
+record per step, the last one: mla-train cuts the log back to the
+checkpoint's step when it resumes, but a log written before it did may repeat
+the steps after a checkpoint. A torn last line (a run killed mid-write) is skipped with a
 warning; earlier lines are whole. Pure Python (pandas only for frame()).
 """
 import json
