@@ -6,10 +6,11 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/cuda_status.h"
 #include "base/status_macros.h"
 #include "comm/nccl_bootstrap.h"
+#include "comm/nccl_device.h"
 #include "glog/logging.h"
-#include "layers/cuda/cuda_check.h"
 
 namespace mla {
 namespace {
@@ -49,12 +50,8 @@ bool EqualShards(int64_t total, int size, int64_t* count) {
 
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
     Communicator& host, cudaStream_t compute_stream) {
-  int count = 0;
-  absl::Status local = Cuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
-  absl::StatusOr<int> device = local.ok() ? ChooseLocalDevice(host.local_rank(), host.local_size(), count)
-                                          : absl::StatusOr<int>(local);
-  if (device.ok()) local = Cuda(cudaSetDevice(*device), "cudaSetDevice");
-  else local = device.status();
+  absl::StatusOr<int> device = SelectLocalCudaDevice(host.local_rank(), host.local_size());
+  absl::Status local = device.status();
   std::string identity;
   if (local.ok()) {
     char bus[32] = {};

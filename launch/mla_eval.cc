@@ -37,16 +37,14 @@
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
 #include "glog/logging.h"
-#include "launch/mla_eval_json.h"
+#include "base/json.h"
 #include "launch/mla_eval_metrics.h"
-#include "layers/cpu/cpu_kernels.h"
-#if MLA_EVAL_CUDA
-#include "layers/cuda/cuda_kernels.h"
-#endif
+#include "runtime/create_kernels.h"
 #include "runtime/data/data_loader.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/decoder.h"
 #include "runtime/model_checkpoint.h"
+#include "runtime/model_flags.h"
 #include "runtime/random.h"
 
 ABSL_FLAG(std::string, task, "",
@@ -59,9 +57,11 @@ ABSL_FLAG(std::string, checkpoint, "",
 ABSL_FLAG(std::string, run_dir, "", "Run directory for --checkpoint=auto.");
 ABSL_FLAG(std::string, random_init_config, "",
           "Instead of a checkpoint, a random-init model for benchmarking (report task only): "
-          "comma-separated key=value over attention, layers, d_model, heads, vocab, context, "
-          "kv_rank, rope_dim, q_rank, latent_norm, mlp_ratio, tied, e.g. "
-          "attention=mha,layers=6,d_model=288,heads=6,vocab=32000,context=256.");
+          "comma-separated key=value over the model flags' names (vocab_size, context_length, "
+          "n_layer, d_model, n_head, attention, kv_rank, rope_dim, q_rank, latent_norm, "
+          "mlp_ratio, tied_embeddings, rope_theta; also the aliases layers, heads, vocab, "
+          "context, tied), applied over the model flags, e.g. "
+          "attention=mha,n_layer=6,d_model=288,n_head=6,vocab_size=32000,context_length=256.");
 ABSL_FLAG(std::string, val_shard, "", "Validation token shard for --task=loss.");
 ABSL_FLAG(int, seq_len, 0, "Window length T for --task=loss (0 = the model's context).");
 ABSL_FLAG(int, batch, 8, "Windows per forward pass for --task=loss.");
@@ -120,42 +120,16 @@ struct EvalModel {
   int64_t step = 0;
 };
 
+// The spellings --random_init_config took before its keys became the
+// schema's names.
+constexpr std::pair<absl::string_view, absl::string_view> kRandomInitAliases[] = {
+    {"layers", "n_layer"}, {"heads", "n_head"}, {"vocab", "vocab_size"},
+    {"context", "context_length"}, {"tied", "tied_embeddings"}};
+
 absl::StatusOr<ModelConfig> ParseRandomInitConfig(const std::string& spec) {
-  ModelConfig c;
-  for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
-    const std::string& key = kv.first;
-    const std::string& val = kv.second;
-    if (key == "attention") {
-      MLA_ASSIGN_OR_RETURN(c.attention, ParseAttentionKind(val));
-      continue;
-    }
-    if (key == "latent_norm" || key == "tied") {
-      bool b;
-      if (!absl::SimpleAtob(val, &b))
-        return absl::InvalidArgumentError(absl::StrCat("--random_init_config: ", key, "=", val,
-                                                       " is not a boolean"));
-      (key == "latent_norm" ? c.latent_norm : c.tied_embeddings) = b;
-      continue;
-    }
-    int* field = key == "layers"     ? &c.n_layer
-                 : key == "d_model"  ? &c.d_model
-                 : key == "heads"    ? &c.n_head
-                 : key == "vocab"    ? &c.vocab_size
-                 : key == "context"  ? &c.context_length
-                 : key == "kv_rank"  ? &c.kv_rank
-                 : key == "rope_dim" ? &c.rope_dim
-                 : key == "q_rank"   ? &c.q_rank
-                 : key == "mlp_ratio" ? &c.mlp_ratio
-                                      : nullptr;
-    if (field == nullptr)
-      return absl::InvalidArgumentError(
-          absl::StrCat("--random_init_config: unknown key '", key, "'"));
-    if (!absl::SimpleAtoi(val, field))
-      return absl::InvalidArgumentError(
-          absl::StrCat("--random_init_config: ", key, "=", val, " is not an integer"));
-  }
-  MLA_RETURN_IF_ERROR(ValidateModelConfig(c));
+  absl::StatusOr<ModelConfig> c =
+      ParseModelConfigSpec(spec, ModelConfigFromFlags(), kRandomInitAliases);
+  if (!c.ok()) return absl::InvalidArgumentError(absl::StrCat("--random_init_config: ", c.status().message()));
   return c;
 }
 
@@ -174,6 +148,11 @@ absl::StatusOr<EvalModel> LoadEvalModel(Kernels* kernels) {
   }
   if (ckpt.empty())
     return absl::InvalidArgumentError("--checkpoint is required (or --random_init_config)");
+  for (const ModelConfigField& f : ModelConfigFields())
+    if (ModelFlagGiven(f.name))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", f.name, ": the model config comes from the checkpoint (model flags shape a "
+          "--random_init_config model only)"));
   MLA_ASSIGN_OR_RETURN(LoadedModel loaded,
                        LoadModelFromCheckpoint(ckpt, absl::GetFlag(FLAGS_run_dir), kernels));
   m.config = loaded.config;
@@ -713,23 +692,6 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
   return absl::OkStatus();
 }
 
-// The kernels of --device: the model, the KV cache and the decoder all live
-// in their memory.
-absl::StatusOr<std::unique_ptr<Kernels>> CreateKernels(const std::string& device) {
-  if (device == "cpu") return std::unique_ptr<Kernels>(std::make_unique<CpuKernels>());
-  if (device != "cuda")
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown --device '", device, "' (expected cpu or cuda)"));
-#if MLA_EVAL_CUDA
-  MLA_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaKernels> gpu, cuda::CudaKernels::Create());
-  return std::unique_ptr<Kernels>(std::move(gpu));
-#else
-  return absl::FailedPreconditionError(
-      "--device=cuda: this build has no CUDA support (configure with -DMLA_CUDA=ON on a machine "
-      "with nvcc)");
-#endif
-}
-
 absl::Status Run(Communicator& comm) {
   const std::string task = absl::GetFlag(FLAGS_task);
   if (task != "loss" && task != "generate" && task != "report")
@@ -739,7 +701,11 @@ absl::Status Run(Communicator& comm) {
     return absl::InvalidArgumentError("--random_init_config is for --task=report only");
   if (absl::GetFlag(FLAGS_threads) < 0) return absl::InvalidArgumentError("--threads must be >= 0");
   if (absl::GetFlag(FLAGS_threads) > 0) omp_set_num_threads(absl::GetFlag(FLAGS_threads));
-  MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned, CreateKernels(absl::GetFlag(FLAGS_device)));
+  // The model, the KV cache and the decoder all live in the kernels' memory;
+  // rank r of a node runs on GPU r, as in training.
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned,
+                       CreateKernels(absl::GetFlag(FLAGS_device), Precision::kFp32,
+                                     comm.local_rank(), comm.local_size()));
   Kernels* kernels = owned.get();
   MLA_ASSIGN_OR_RETURN(EvalModel m, LoadEvalModel(kernels));
   if (task == "loss") return RunLoss(comm, m);
@@ -758,8 +724,8 @@ int main(int argc, char** argv) {
       "  mpirun -np 4 mla-eval --task=loss ...        (windows split across ranks)\n"
       "  mla-eval --task=generate --checkpoint=CKPT --prompts=prompts.jsonl --out=gen.jsonl\n"
       "  mla-eval --task=report --checkpoint=CKPT --out=report.json   (+ report.json.judge.jsonl)\n"
-      "  mla-eval --task=report --random_init_config=attention=mha,layers=6,d_model=288,"
-      "heads=6,vocab=32000,context=256\n"
+      "  mla-eval --task=report --random_init_config=attention=mha,n_layer=6,d_model=288,"
+      "n_head=6,vocab_size=32000,context_length=256\n"
       "  add --device=cuda to run the model, KV cache and decoder on the GPU");
   absl::ParseCommandLine(argc, argv);
   google::InitGoogleLogging(argv[0]);

@@ -15,28 +15,16 @@
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
 #include "glog/logging.h"
+#include "runtime/model_flags.h"
 #include "runtime/trainer.h"
 
-// Model.
-ABSL_FLAG(std::string, attention, "mla_rope", "Attention kind: mha, mha_rope, mla or mla_rope.");
-ABSL_FLAG(int, n_layer, 6, "Transformer blocks L.");
-ABSL_FLAG(int, d_model, 256, "Model width C.");
-ABSL_FLAG(int, n_head, 8, "Attention heads H (must divide d_model).");
-ABSL_FLAG(int, context_length, 256, "Sequence length T of every training window (also the model's maximum context).");
-ABSL_FLAG(int, vocab_size, 0, "Vocabulary size V; 0 takes it from the training shard's header.");
-ABSL_FLAG(int, kv_rank, 128, "MLA: rank R of the shared key/value latent c_kv (<= d_model).");
-ABSL_FLAG(int, rope_dim, 16, "mla_rope: decoupled rotary dims d_R per head (even).");
-ABSL_FLAG(int, q_rank, 0, "MLA: query compression rank (0: queries straight from x).");
-ABSL_FLAG(bool, latent_norm, false, "MLA: RMSNorm on the latents c_kv (and c_q).");
-ABSL_FLAG(int, mlp_ratio, 4, "MLP hidden width as a multiple of d_model.");
-ABSL_FLAG(bool, tied_embeddings, true, "Share the token embedding with the output head.");
-ABSL_FLAG(double, rope_theta, 10000.0, "RoPE base.");
+// Model: the shared model flags (runtime/model_flags.h).
 // Data.
 ABSL_FLAG(std::string, train_data, "data/train.bin", "Training token shard (mla-data tokenize).");
 ABSL_FLAG(std::string, val_data, "data/val.bin", "Validation token shard; empty disables validation.");
 ABSL_FLAG(std::string, tokenizer, "data/tokenizer.model", "sentencepiece model stored in every checkpoint; empty: none (or the one from the resumed checkpoint).");
 // Batch and length.
-ABSL_FLAG(int64_t, global_batch_tokens, 16 * 256, "Tokens per optimizer step over all ranks (a multiple of context_length).");
+ABSL_FLAG(int64_t, global_batch_tokens, 16 * 512, "Tokens per optimizer step over all ranks (a multiple of context_length).");
 ABSL_FLAG(int, micro_batch, 16, "Sequences per forward/backward on one rank; accumulation steps = global batch / (ranks * micro_batch).");
 ABSL_FLAG(int64_t, steps, 0, "Optimizer steps (0: derived from --token_budget).");
 ABSL_FLAG(int64_t, token_budget, 0, "Training tokens when --steps is 0 (rounded up to whole steps).");
@@ -73,22 +61,11 @@ namespace {
 
 absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
   mla::TrainOptions o;
-  auto kind = mla::ParseAttentionKind(absl::GetFlag(FLAGS_attention));
-  if (!kind.ok()) return kind.status();
-  o.model.attention = *kind;
-  o.model.n_layer = absl::GetFlag(FLAGS_n_layer);
-  o.model.d_model = absl::GetFlag(FLAGS_d_model);
-  o.model.n_head = absl::GetFlag(FLAGS_n_head);
-  o.model.context_length = absl::GetFlag(FLAGS_context_length);
-  o.model.vocab_size = absl::GetFlag(FLAGS_vocab_size);
-  o.model.kv_rank = absl::GetFlag(FLAGS_kv_rank);
-  o.model.rope_dim = absl::GetFlag(FLAGS_rope_dim);
-  o.model.q_rank = absl::GetFlag(FLAGS_q_rank);
-  o.model.latent_norm = absl::GetFlag(FLAGS_latent_norm);
-  o.model.mlp_ratio = absl::GetFlag(FLAGS_mlp_ratio);
-  o.model.tied_embeddings = absl::GetFlag(FLAGS_tied_embeddings);
-  o.model.rope_theta = static_cast<float>(absl::GetFlag(FLAGS_rope_theta));
-  if (absl::GetFlag(FLAGS_vocab_size) != 0) {
+  // Without --vocab_size (or with 0) the vocabulary is the training shard's.
+  mla::ModelConfig from_data;
+  from_data.vocab_size = 0;
+  o.model = mla::ModelConfigFromFlags(from_data);
+  if (o.model.vocab_size != 0) {
     if (absl::Status s = mla::ValidateModelConfig(o.model); !s.ok()) return s;
   } else {
     mla::ModelConfig probe = o.model;
@@ -133,13 +110,15 @@ absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
     if (!precision.ok()) return precision.status();
     o.precision = *precision;
   }
+  for (const mla::ModelConfigField& field : mla::ModelConfigFields()) {
+    if (field.name == "vocab_size") continue;  // recorded from the shard as model.vocab_size
+    o.flag_record.emplace_back(field.name, mla::ModelConfigFieldText(o.model, field));
+  }
   for (const char* name :
-       {"attention", "n_layer", "d_model", "n_head", "context_length", "kv_rank", "rope_dim",
-        "q_rank", "latent_norm", "mlp_ratio", "tied_embeddings", "rope_theta", "train_data",
-        "val_data", "tokenizer", "global_batch_tokens", "micro_batch", "steps", "token_budget",
-        "lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "eps", "grad_clip",
-        "zero", "skip_nonfinite", "bucket_mb", "seed", "eval_interval", "eval_batches",
-        "device", "precision"}) {
+       {"train_data", "val_data", "tokenizer", "global_batch_tokens", "micro_batch", "steps",
+        "token_budget", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "eps",
+        "grad_clip", "zero", "skip_nonfinite", "bucket_mb", "seed", "eval_interval",
+        "eval_batches", "device", "precision"}) {
     o.flag_record.emplace_back(name, absl::FindCommandLineFlag(name)->CurrentValue());
   }
   return o;

@@ -1,7 +1,9 @@
 #pragma once
-// The one kernel interface every layer is written against. An implementation
-// (layers/cpu: oneDNN + OpenMP; layers/cuda: cuBLASLt + .cu kernels) runs each
-// call on its device; pointers are that device's memory. Calls are issued from
+// The one kernel interface every layer is written against, in three parts:
+// DeviceMemory (allocation and copies), TrainingOps (forward and backward of
+// every layer) and DecodeOps (cached decoding); Kernels is all three. An
+// implementation (layers/cpu: oneDNN + OpenMP; layers/cuda: cuBLASLt + .cu
+// kernels) runs each call on its device; pointers are that device's memory. Calls are issued from
 // one thread and complete in order (the CPU implementation returns when done).
 //
 // Letters: M rows (= B·T tokens), N output features, K input features,
@@ -77,9 +79,36 @@ struct DecodeAttentionViews {
   const float* w_uv = nullptr;
 };
 
-class Kernels {
+// The memory of an implementation's device (layers/device_array.h wraps
+// these in an owning type). Every buffer a caller passes to the ops below
+// comes from here. Host implementations return ordinary host memory.
+class DeviceMemory {
  public:
-  virtual ~Kernels() = default;
+  virtual ~DeviceMemory() = default;
+
+  // True when pointers from AllocateBytes are host memory (the CPU path):
+  // callers may then read and write them directly and skip the copies.
+  virtual bool is_host() const = 0;
+  // A zero-filled buffer of `bytes` (≥ 64-byte aligned); nullptr for 0 bytes.
+  // Failure to allocate is fatal with a message naming the size.
+  virtual void* AllocateBytes(size_t bytes) = 0;
+  // Frees a buffer of AllocateBytes once the calls issued before have used it.
+  virtual void FreeBytes(void* p) = 0;
+  // Host → device: `src` may be reused as soon as the call returns; the copy
+  // is ordered before later calls.
+  virtual void CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
+  // Device → host: returns when `dst` holds the data (waits for earlier calls).
+  virtual void CopyToHost(void* dst, const void* src, size_t bytes) = 0;
+  // Device → device, ordered with the other calls.
+  virtual void CopyOnDevice(void* dst, const void* src, size_t bytes) = 0;
+  // Returns when every call issued so far has completed.
+  virtual void Synchronize() = 0;
+};
+
+// The ops of a training step (forward and backward of every layer).
+class TrainingOps {
+ public:
+  virtual ~TrainingOps() = default;
 
   // y[M,N] (= or +=) x[M,K]·wᵀ + bias, optionally GELU(·) (training keeps
   // the pre-activation, so it calls kBias then GeluForward). `accumulate` adds
@@ -165,32 +194,15 @@ class Kernels {
   virtual void Add(const float* x, float* y, int64_t n) = 0;
   virtual void Fill(float* x, float value, int64_t n) = 0;
   virtual void Copy(const float* x, float* y, int64_t n) = 0;
+};
 
-  // ---- Memory of this implementation's device (layers/device_array.h wraps
-  // these in an owning type). Every buffer a caller passes to the methods
-  // above comes from here. Host implementations return ordinary host memory.
-  //
-  // True when pointers from AllocateBytes are host memory (the CPU path):
-  // callers may then read and write them directly and skip the copies.
-  virtual bool is_host() const = 0;
-  // A zero-filled buffer of `bytes` (≥ 64-byte aligned); nullptr for 0 bytes.
-  // Failure to allocate is fatal with a message naming the size.
-  virtual void* AllocateBytes(size_t bytes) = 0;
-  // Frees a buffer of AllocateBytes once the calls issued before have used it.
-  virtual void FreeBytes(void* p) = 0;
-  // Host → device: `src` may be reused as soon as the call returns; the copy
-  // is ordered before later calls.
-  virtual void CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
-  // Device → host: returns when `dst` holds the data (waits for earlier calls).
-  virtual void CopyToHost(void* dst, const void* src, size_t bytes) = 0;
-  // Device → device, ordered with the other calls.
-  virtual void CopyOnDevice(void* dst, const void* src, size_t bytes) = 0;
-  // Returns when every call issued so far has completed.
-  virtual void Synchronize() = 0;
+// The ops of cached decoding (runtime/decoder.h; structs above). All
+// pointers, including the device table of `b` and `tokens`, are this
+// implementation's memory.
+class DecodeOps {
+ public:
+  virtual ~DecodeOps() = default;
 
-  // ---- Decoding (structs above). All pointers, including the device table
-  // of `b` and `tokens`, are this implementation's memory.
-  //
   // x[r] = wte[tokens[r]] (+ wpe[pos[r]] when wpe is non-null), rows of C.
   virtual void DecodeEmbedding(const int32_t* tokens, const float* wte, const float* wpe,
                                float* x, int C, const DecodeBatch& b) = 0;
@@ -213,5 +225,11 @@ class Kernels {
   virtual void DecodeLatentAttention(const DecodeAttentionViews& in, const DecodeBatch& b,
                                      bool absorbed, float* y, int64_t ld_y) = 0;
 };
+
+// The one kernel interface every layer is written against: an
+// implementation provides all three parts on one device. Decorators derive
+// from ForwardingKernels (layers/forwarding_kernels.h) and override only
+// what they change.
+class Kernels : public DeviceMemory, public TrainingOps, public DecodeOps {};
 
 }  // namespace mla

@@ -1,19 +1,20 @@
 #pragma once
-// ProfilingKernels: a Kernels decorator that forwards every call to another
-// implementation and accumulates wall time and call counts per kernel, for
-// `mla-bench --profile`. Timing is host wall time around each call, so it is
-// exact for the synchronous CPU kernels. Not thread safe.
+// ProfilingKernels: a Kernels decorator (layers/forwarding_kernels.h) that
+// accumulates wall time and call counts per kernel of the training and decode
+// ops it forwards, for `mla-bench --profile`; memory calls pass untimed.
+// Timing is host wall time around each call, so it is exact for the
+// synchronous CPU kernels. Not thread safe.
 #include <chrono>
 #include <map>
 #include <string>
 
-#include "layers/kernels.h"
+#include "layers/forwarding_kernels.h"
 
 namespace mla {
 
-class ProfilingKernels final : public Kernels {
+class ProfilingKernels final : public ForwardingKernels {
  public:
-  explicit ProfilingKernels(Kernels* inner) : inner_(inner) {}
+  explicit ProfilingKernels(Kernels* inner) : ForwardingKernels(inner) {}
 
   struct Entry {
     double seconds = 0;
@@ -24,105 +25,100 @@ class ProfilingKernels final : public Kernels {
 
   void LinearForward(const float* x, const float* w, const float* bias, float* y, int64_t M,
                      int64_t N, int64_t K, Epilogue e, bool acc) override {
-    Time("LinearForward", [&] { inner_->LinearForward(x, w, bias, y, M, N, K, e, acc); });
+    Time("LinearForward", [&] { inner()->LinearForward(x, w, bias, y, M, N, K, e, acc); });
   }
   void LinearBackward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                       float* db, int64_t M, int64_t N, int64_t K, bool acc) override {
-    Time("LinearBackward", [&] { inner_->LinearBackward(x, w, dy, dx, dw, db, M, N, K, acc); });
+    Time("LinearBackward", [&] { inner()->LinearBackward(x, w, dy, dx, dw, db, M, N, K, acc); });
+  }
+  void LinearGeluForward(const float* x, const float* w, const float* bias, float* pre, float* h,
+                         int64_t M, int64_t N, int64_t K) override {
+    Time("LinearGeluForward", [&] { inner()->LinearGeluForward(x, w, bias, pre, h, M, N, K); });
+  }
+  void LinearBackwardDGelu(const float* dy, const float* w, const float* pre, float* dpre,
+                           float* db, int64_t M, int64_t N, int64_t K) override {
+    Time("LinearBackwardDGelu",
+         [&] { inner()->LinearBackwardDGelu(dy, w, pre, dpre, db, M, N, K); });
   }
   void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean,
                         float* rstd, int64_t M, int64_t C) override {
-    Time("LayerNormForward", [&] { inner_->LayerNormForward(x, w, b, y, mean, rstd, M, C); });
+    Time("LayerNormForward", [&] { inner()->LayerNormForward(x, w, b, y, mean, rstd, M, C); });
   }
   void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
                          const float* rstd, float* dx, float* dw, float* db, int64_t M,
                          int64_t C) override {
     Time("LayerNormBackward",
-         [&] { inner_->LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db, M, C); });
+         [&] { inner()->LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db, M, C); });
   }
   void RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64_t M,
                       int64_t C) override {
-    Time("RmsNormForward", [&] { inner_->RmsNormForward(x, w, y, rstd, M, C); });
+    Time("RmsNormForward", [&] { inner()->RmsNormForward(x, w, y, rstd, M, C); });
   }
   void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rstd,
                        float* dx, float* dw, int64_t M, int64_t C) override {
-    Time("RmsNormBackward", [&] { inner_->RmsNormBackward(dy, x, w, rstd, dx, dw, M, C); });
+    Time("RmsNormBackward", [&] { inner()->RmsNormBackward(dy, x, w, rstd, dx, dw, M, C); });
   }
   void GeluForward(const float* u, float* h, int64_t n) override {
-    Time("GeluForward", [&] { inner_->GeluForward(u, h, n); });
+    Time("GeluForward", [&] { inner()->GeluForward(u, h, n); });
   }
   void GeluBackward(const float* u, const float* dh, float* du, int64_t n) override {
-    Time("GeluBackward", [&] { inner_->GeluBackward(u, dh, du, n); });
+    Time("GeluBackward", [&] { inner()->GeluBackward(u, dh, du, n); });
   }
   void EmbeddingForward(const int32_t* t, const float* wte, const float* wpe, float* x, int B,
                         int T, int C) override {
-    Time("EmbeddingForward", [&] { inner_->EmbeddingForward(t, wte, wpe, x, B, T, C); });
+    Time("EmbeddingForward", [&] { inner()->EmbeddingForward(t, wte, wpe, x, B, T, C); });
   }
   void EmbeddingBackward(const int32_t* t, const float* dx, float* dwte, float* dwpe, int B,
                          int T, int C) override {
-    Time("EmbeddingBackward", [&] { inner_->EmbeddingBackward(t, dx, dwte, dwpe, B, T, C); });
+    Time("EmbeddingBackward", [&] { inner()->EmbeddingBackward(t, dx, dwte, dwpe, B, T, C); });
   }
   void Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int heads, int dims, float theta,
             bool inverse) override {
-    Time("Rope", [&] { inner_->Rope(x, ld, rows, T, pos0, heads, dims, theta, inverse); });
+    Time("Rope", [&] { inner()->Rope(x, ld, rows, T, pos0, heads, dims, theta, inverse); });
   }
   void AttentionForward(const AttentionViews& in, float* y, int64_t ld_y, float* probs) override {
-    Time("AttentionForward", [&] { inner_->AttentionForward(in, y, ld_y, probs); });
+    Time("AttentionForward", [&] { inner()->AttentionForward(in, y, ld_y, probs); });
   }
   void AttentionBackward(const AttentionViews& in, const float* probs, const float* dy,
                          int64_t ld_dy, const AttentionGrads& g) override {
-    Time("AttentionBackward", [&] { inner_->AttentionBackward(in, probs, dy, ld_dy, g); });
+    Time("AttentionBackward", [&] { inner()->AttentionBackward(in, probs, dy, ld_dy, g); });
   }
   double SoftmaxCrossEntropy(float* logits, const int32_t* targets, float* dlogits, int64_t M,
                              int64_t V, float scale) override {
     double r = 0;
     Time("SoftmaxCrossEntropy",
-         [&] { r = inner_->SoftmaxCrossEntropy(logits, targets, dlogits, M, V, scale); });
+         [&] { r = inner()->SoftmaxCrossEntropy(logits, targets, dlogits, M, V, scale); });
     return r;
   }
   void Add(const float* x, float* y, int64_t n) override {
-    Time("Add", [&] { inner_->Add(x, y, n); });
+    Time("Add", [&] { inner()->Add(x, y, n); });
   }
   void Fill(float* x, float v, int64_t n) override {
-    Time("Fill", [&] { inner_->Fill(x, v, n); });
+    Time("Fill", [&] { inner()->Fill(x, v, n); });
   }
   void Copy(const float* x, float* y, int64_t n) override {
-    Time("Copy", [&] { inner_->Copy(x, y, n); });
+    Time("Copy", [&] { inner()->Copy(x, y, n); });
   }
-  // Memory calls are forwarded untimed (they are not kernels).
-  bool is_host() const override { return inner_->is_host(); }
-  void* AllocateBytes(size_t bytes) override { return inner_->AllocateBytes(bytes); }
-  void FreeBytes(void* p) override { inner_->FreeBytes(p); }
-  void CopyToDevice(void* dst, const void* src, size_t bytes) override {
-    inner_->CopyToDevice(dst, src, bytes);
-  }
-  void CopyToHost(void* dst, const void* src, size_t bytes) override {
-    inner_->CopyToHost(dst, src, bytes);
-  }
-  void CopyOnDevice(void* dst, const void* src, size_t bytes) override {
-    inner_->CopyOnDevice(dst, src, bytes);
-  }
-  void Synchronize() override { inner_->Synchronize(); }
   void DecodeEmbedding(const int32_t* t, const float* wte, const float* wpe, float* x, int C,
                        const DecodeBatch& b) override {
-    Time("DecodeEmbedding", [&] { inner_->DecodeEmbedding(t, wte, wpe, x, C, b); });
+    Time("DecodeEmbedding", [&] { inner()->DecodeEmbedding(t, wte, wpe, x, C, b); });
   }
   void DecodeRope(float* x, int64_t ld, int heads, int dims, float theta,
                   const DecodeBatch& b) override {
-    Time("DecodeRope", [&] { inner_->DecodeRope(x, ld, heads, dims, theta, b); });
+    Time("DecodeRope", [&] { inner()->DecodeRope(x, ld, heads, dims, theta, b); });
   }
   void DecodeCacheAppend(const float* src, int64_t ld, int width, float* cache, int len,
                          const DecodeBatch& b) override {
-    Time("DecodeCacheAppend", [&] { inner_->DecodeCacheAppend(src, ld, width, cache, len, b); });
+    Time("DecodeCacheAppend", [&] { inner()->DecodeCacheAppend(src, ld, width, cache, len, b); });
   }
   void DecodeAttention(const DecodeAttentionViews& in, const DecodeBatch& b, float* y,
                        int64_t ld_y) override {
-    Time("DecodeAttention", [&] { inner_->DecodeAttention(in, b, y, ld_y); });
+    Time("DecodeAttention", [&] { inner()->DecodeAttention(in, b, y, ld_y); });
   }
   void DecodeLatentAttention(const DecodeAttentionViews& in, const DecodeBatch& b, bool absorbed,
                              float* y, int64_t ld_y) override {
     Time("DecodeLatentAttention",
-         [&] { inner_->DecodeLatentAttention(in, b, absorbed, y, ld_y); });
+         [&] { inner()->DecodeLatentAttention(in, b, absorbed, y, ld_y); });
   }
 
  private:
@@ -135,7 +131,6 @@ class ProfilingKernels final : public Kernels {
     ++e.calls;
   }
 
-  Kernels* inner_;
   std::map<std::string, Entry> entries_;
 };
 

@@ -1,13 +1,6 @@
 #include "layers/transformer_block.h"
 
 namespace mla {
-namespace {
-void Grow(Kernels* kernels, DeviceArray<float>& v, int64_t n) {
-  if (v.kernels() == nullptr) v = DeviceArray<float>(kernels);
-  if (v.size() < n) v.Resize(n);
-}
-}  // namespace
-
 TransformerBlock::TransformerBlock(Kernels* kernels, AttentionShape shape, int mlp_hidden,
                                    BlockWeights weights)
     : kernels_(kernels),
@@ -16,15 +9,23 @@ TransformerBlock::TransformerBlock(Kernels* kernels, AttentionShape shape, int m
       weights_(weights),
       attention_(kernels, shape, weights.attn) {}
 
-void TransformerBlock::Reserve(int B, int T, BlockScratch* s) {
+void TransformerBlock::Reserve(int B, int T, BlockScratch* s, ActivationSizer& z) {
   const int64_t M = static_cast<int64_t>(B) * T;
-  for (auto* v : {&ln1_, &x_mid_, &ln2_}) Grow(kernels_, *v, M * C_);
-  for (auto* v : {&ln1_mean_, &ln1_rstd_, &ln2_mean_, &ln2_rstd_}) Grow(kernels_, *v, M);
-  Grow(kernels_, fc_pre_, M * hidden_);
-  Grow(kernels_, fc_act_, M * hidden_);
-  Grow(kernels_, s->d_ln, M * C_);
-  Grow(kernels_, s->d_fc, M * hidden_);
-  attention_.Reserve(B, T, &s->attn);
+  ReserveCached(M, z);
+  for (auto* v : {&ln2_, &x_mid_}) z.Need(*v, M * C_);
+  for (auto* v : {&ln2_mean_, &ln2_rstd_}) z.Need(*v, M);
+  z.Need(fc_pre_, M * hidden_);
+  z.Need(s->d_ln, M * C_);
+  z.Need(s->d_fc, M * hidden_);
+  attention_.Reserve(B, T, &s->attn, z);
+}
+
+void TransformerBlock::ReserveCached(int64_t M, ActivationSizer& z) {
+  z.Need(ln1_, M * C_);
+  z.Need(ln1_mean_, M);
+  z.Need(ln1_rstd_, M);
+  z.Need(fc_act_, M * hidden_);
+  attention_.ReserveCached(M, z);
 }
 
 void TransformerBlock::Forward(const float* p, const float* x_in, float* x_out, int B, int T) {
@@ -42,6 +43,23 @@ void TransformerBlock::Forward(const float* p, const float* x_in, float* x_out, 
   k.Copy(x_mid_.data(), x_out, M * C_);
   k.LinearForward(fc_act_.data(), p + w.w_proj, p + w.b_proj, x_out, M, C_, hidden_,
                   Epilogue::kBias, true);
+}
+
+void TransformerBlock::Forward(const float* p, float* x, const CachedCall& call,
+                               const LayerCache& cache) {
+  Kernels& k = *kernels_;
+  const int64_t M = call.batch->M;
+  const BlockWeights& w = weights_;
+  // One normalisation buffer serves both LayerNorms: nothing is kept.
+  k.LayerNormForward(x, p + w.ln1_w, p + w.ln1_b, ln1_.data(), ln1_mean_.data(),
+                     ln1_rstd_.data(), M, C_);
+  attention_.Forward(p, ln1_.data(), x, call, cache);
+  k.LayerNormForward(x, p + w.ln2_w, p + w.ln2_b, ln1_.data(), ln1_mean_.data(),
+                     ln1_rstd_.data(), M, C_);
+  k.LinearForward(ln1_.data(), p + w.w_fc, p + w.b_fc, fc_act_.data(), M, hidden_, C_,
+                  Epilogue::kBiasGelu, false);
+  k.LinearForward(fc_act_.data(), p + w.w_proj, p + w.b_proj, x, M, C_, hidden_, Epilogue::kBias,
+                  true);
 }
 
 void TransformerBlock::Backward(const float* p, float* g, const float* x_in, float* d_res, int B,

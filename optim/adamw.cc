@@ -5,9 +5,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/adamw_math.h"
 #include "base/status_macros.h"
 #include "glog/logging.h"
-#include "layers/math/adamw_math.h"
 
 namespace mla {
 

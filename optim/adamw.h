@@ -7,7 +7,7 @@
 // of segments of the flat buffer (built by the caller from the parameter
 // layout, so optim does not depend on runtime/).
 //
-// The per-element math is layers/math/adamw_math.h, shared with the CUDA
+// The per-element math is base/adamw_math.h, shared with the CUDA
 // kernel. Step() is OpenMP-parallel over elements and vectorised; results do
 // not depend on the thread count or on where the range starts (each element is
 // updated by the same scalar expression), so a sharded step equals the

@@ -1,21 +1,25 @@
 // The CUDA TrainingDevice (runtime/training_device.h): CudaKernels on the
 // rank's GPU, NCCL for gradient buckets and ZeRO-1, device-resident AdamW.
+// One rank needs no collective at all: the buffer communicator is then the
+// single-process one (every reduction the identity, buffers never touched),
+// so a 1-GPU run does not start NCCL, whose socket bootstrap needs a network
+// interface.
 #include <cuda_runtime.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/adamw_math.h"
+#include "base/cuda_status.h"
 #include "base/status_macros.h"
-#include "comm/nccl_bootstrap.h"
+#include "comm/local_communicator.h"
 #include "comm/nccl_communicator.h"
 #include "glog/logging.h"
-#include "layers/cuda/cuda_check.h"
 #include "layers/cuda/cuda_kernels.h"
 #include "layers/device_array.h"
-#include "layers/math/adamw_math.h"
+#include "runtime/create_kernels.h"
 #include "runtime/host_staging.h"
 #include "runtime/training_device.h"
 
@@ -26,17 +30,18 @@ absl::Status Cuda(cudaError_t e, const char* call) { return cuda::CudaStatus(e, 
 
 class CudaTrainingDevice final : public TrainingDevice {
  public:
-  CudaTrainingDevice(std::unique_ptr<cuda::CudaKernels> kernels,
-                     std::unique_ptr<NcclCommunicator> nccl)
-      : kernels_(std::move(kernels)),
-        nccl_(std::move(nccl)),
+  CudaTrainingDevice(int device, std::unique_ptr<cuda::CudaKernels> kernels,
+                     std::unique_ptr<Communicator> buffer_comm)
+      : device_(device),
+        kernels_(std::move(kernels)),
+        buffer_comm_(std::move(buffer_comm)),
         m_(kernels_.get()),
         v_(kernels_.get()),
         decay_(kernels_.get()) {}
 
   absl::string_view name() const override { return "cuda"; }
   Kernels& kernels() override { return *kernels_; }
-  Communicator& buffer_comm() override { return *nccl_; }
+  Communicator& buffer_comm() override { return *buffer_comm_; }
 
   absl::Status CheckMemory(const ModelConfig& config, const MemoryPlanOptions& options,
                            bool print) override {
@@ -46,7 +51,7 @@ class CudaTrainingDevice final : public TrainingDevice {
     if (print) {
       std::printf("mla-train: GPU %d memory plan per rank (micro-batch %d, %s, ZeRO-%d, %d ranks; "
                   "%.1f of %.1f MiB free):\n%s",
-                  nccl_->device(), options.micro_batch,
+                  device_, options.micro_batch,
                   std::string(PrecisionName(options.precision)).c_str(), options.zero_stage,
                   options.world_size, free_bytes / 1048576.0, total_bytes / 1048576.0,
                   FormatMemoryPlan(plan).c_str());
@@ -55,24 +60,8 @@ class CudaTrainingDevice final : public TrainingDevice {
     return CheckMemoryPlanFits(plan, static_cast<int64_t>(free_bytes));
   }
 
-  // A square fp32 GEMM through the kernels (cuBLASLt), best of a few.
   double MeasurePeakGflops() override {
-    constexpr int64_t n = 4096;
-    DeviceArray<float> a(kernels_.get(), n * n), b(kernels_.get(), n * n), c(kernels_.get(), n * n);
-    kernels_->Fill(a.data(), 1.0f, n * n);
-    kernels_->Fill(b.data(), 0.5f, n * n);
-    double best = 0;
-    for (int rep = 0; rep < 4; ++rep) {
-      kernels_->Synchronize();
-      const auto t0 = std::chrono::steady_clock::now();
-      kernels_->LinearForward(a.data(), b.data(), nullptr, c.data(), n, n, n, Epilogue::kNone,
-                              false);
-      kernels_->Synchronize();
-      const double s =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (rep > 0 && s > 0) best = std::max(best, 2.0 * n * n * n / s / 1e9);
-    }
-    return best;
+    return MeasureGemmPeakGflops(*kernels_, kPeakGemmSize);
   }
 
   absl::Status CreateOptimizer(const AdamWConfig& config, ElementRange range,
@@ -89,6 +78,8 @@ class CudaTrainingDevice final : public TrainingDevice {
 
   absl::StatusOr<ClipResult> ClipGradNorm(float* grads, int64_t n, double max_norm,
                                           Communicator* shard_comm) override {
+    // A GEMM without a cuBLASLt algorithm left NaN behind: stop with its shape.
+    MLA_RETURN_IF_ERROR(kernels_->status());
     // optim/clip.h's arithmetic: the sum of squares in double, all-reduced
     // over the shards, scale = max_norm / (norm + 1e-6) when below 1.
     double sum = kernels_->SumOfSquares(grads, n);
@@ -131,8 +122,9 @@ class CudaTrainingDevice final : public TrainingDevice {
   }
 
  private:
+  int device_;
   std::unique_ptr<cuda::CudaKernels> kernels_;
-  std::unique_ptr<NcclCommunicator> nccl_;
+  std::unique_ptr<Communicator> buffer_comm_;  // NCCL, or LocalCommunicator for one rank
   AdamWConfig config_;
   // The bf16 weight copy GEMMs read (fp32: nothing to do): registered on the
   // first call, recast after each update.
@@ -158,30 +150,27 @@ class CudaTrainingDevice final : public TrainingDevice {
 
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm,
                                                                          Precision precision) {
-  // The kernels' stream must live on the GPU NCCL will drive, so the device
-  // is chosen (the same rule NcclCommunicator::Create applies) before the
-  // kernels exist. Every step is agreed on so no rank is left in a collective.
-  int count = 0;
-  absl::Status local = Cuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
-  if (local.ok() && count == 0) local = absl::FailedPreconditionError("no CUDA device visible");
-  if (local.ok()) {
-    absl::StatusOr<int> device =
-        ChooseLocalDevice(host_comm->local_rank(), host_comm->local_size(), count);
-    local = device.ok() ? Cuda(cudaSetDevice(*device), "cudaSetDevice") : device.status();
+  // The kernels' stream must live on the GPU NCCL will drive: CreateKernels
+  // makes current the GPU that NcclCommunicator::Create's rule picks for this
+  // rank before the kernels exist. Every rank agrees on the outcome so none
+  // is left in a collective.
+  absl::StatusOr<std::unique_ptr<Kernels>> created =
+      CreateKernels("cuda", precision, host_comm->local_rank(), host_comm->local_size());
+  MLA_RETURN_IF_ERROR(AgreeOnStatus(*host_comm, created.status()));
+  auto* gpu = dynamic_cast<cuda::CudaKernels*>(created->get());
+  CHECK(gpu != nullptr) << "CreateKernels(\"cuda\") made kernels that are not CudaKernels";
+  std::unique_ptr<cuda::CudaKernels> kernels(gpu);
+  created->release();
+  int device = 0;
+  MLA_RETURN_IF_ERROR(cuda::CudaStatus(cudaGetDevice(&device), "cudaGetDevice"));
+  std::unique_ptr<Communicator> buffer_comm;
+  if (host_comm->size() == 1) {
+    buffer_comm = std::make_unique<LocalCommunicator>();
+  } else {
+    MLA_ASSIGN_OR_RETURN(buffer_comm, NcclCommunicator::Create(*host_comm, kernels->stream()));
   }
-  std::unique_ptr<cuda::CudaKernels> kernels;
-  if (local.ok()) {
-    absl::StatusOr<std::unique_ptr<cuda::CudaKernels>> created = cuda::CudaKernels::Create(cuda::CudaKernelsOptions{precision});
-    if (created.ok()) kernels = std::move(*created);
-    else local = created.status();
-  }
-  if (!local.ok())
-    local = absl::Status(local.code(), absl::StrCat("--device=cuda: ", local.message()));
-  MLA_RETURN_IF_ERROR(AgreeOnStatus(*host_comm, local));
-  MLA_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> nccl,
-                       NcclCommunicator::Create(*host_comm, kernels->stream()));
   return std::unique_ptr<TrainingDevice>(
-      new CudaTrainingDevice(std::move(kernels), std::move(nccl)));
+      new CudaTrainingDevice(device, std::move(kernels), std::move(buffer_comm)));
 }
 
 }  // namespace mla

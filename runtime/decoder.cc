@@ -2,22 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <deque>
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 
 namespace mla {
-namespace {
-
-int64_t OffsetOf(const ParameterLayout& layout, const std::string& name) {
-  const int i = layout.Find(name);
-  return i < 0 ? -1 : layout.params[i].offset;
-}
-
-}  // namespace
-
 absl::StatusOr<DecodeMode> ParseDecodeMode(absl::string_view name) {
   if (name == "absorbed") return DecodeMode::kAbsorbed;
   if (name == "naive") return DecodeMode::kNaive;
@@ -38,7 +28,7 @@ absl::string_view StopReasonName(StopReason reason) {
   return "?";
 }
 
-absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Create(const GptModel& model, Kernels* kernels,
+absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Create(GptModel& model, Kernels* kernels,
                                                          const DecoderOptions& options) {
   const int ctx = model.config().context_length;
   DecoderOptions o = options;
@@ -52,80 +42,34 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Create(const GptModel& model, 
     return absl::InvalidArgumentError(absl::StrCat(
         "max_rows (", o.max_rows, ") must be >= max_batch (", o.max_batch, ")"));
   if (kernels == nullptr) return absl::InvalidArgumentError("the decoder needs kernels");
-  if (model.kernels() == nullptr || model.kernels()->is_host() != kernels->is_host())
+  if (model.kernels()->is_host() != kernels->is_host())
     return absl::InvalidArgumentError(absl::StrCat(
-        "the model's parameters are in ", model.kernels() != nullptr && model.kernels()->is_host()
-                                              ? "host"
-                                              : "GPU",
+        "the model's parameters are in ", model.kernels()->is_host() ? "host" : "GPU",
         " memory but the decoder's kernels run on ", kernels->is_host() ? "the host" : "a GPU",
         "; create the model and the decoder on the same kernels"));
-  return std::unique_ptr<Decoder>(new Decoder(model, kernels, o));
+  if (model.kernels() != kernels)
+    return absl::InvalidArgumentError(
+        "the decoder runs on the model's kernels; create the model and the decoder on the same "
+        "kernels");
+  return std::unique_ptr<Decoder>(new Decoder(model, o));
 }
 
-Decoder::Decoder(const GptModel& model, Kernels* kernels, const DecoderOptions& options)
+Decoder::Decoder(GptModel& model, const DecoderOptions& options)
     : model_(model),
-      kernels_(kernels),
       options_(options),
       config_(model.config()),
-      cache_(model.config(), options.max_batch, options.max_len, kernels),
-      table_(kernels) {
-  const ModelConfig& c = config_;
-  const ParameterLayout& lay = model.layout();
-  wte_ = OffsetOf(lay, "wte.weight");
-  wpe_ = OffsetOf(lay, "wpe.weight");
-  lnf_w_ = OffsetOf(lay, "ln_f.weight");
-  lnf_b_ = OffsetOf(lay, "ln_f.bias");
-  head_ = c.tied_embeddings ? wte_ : OffsetOf(lay, "lm_head.weight");
-  for (int l = 0; l < c.n_layer; ++l) {
-    const std::string b = absl::StrCat("blocks.", l, ".");
-    LayerOffsets w;
-    w.ln1_w = OffsetOf(lay, b + "ln1.weight");
-    w.ln1_b = OffsetOf(lay, b + "ln1.bias");
-    w.ln2_w = OffsetOf(lay, b + "ln2.weight");
-    w.ln2_b = OffsetOf(lay, b + "ln2.bias");
-    w.w_fc = OffsetOf(lay, b + "mlp.w_fc");
-    w.b_fc = OffsetOf(lay, b + "mlp.b_fc");
-    w.w_proj = OffsetOf(lay, b + "mlp.w_proj");
-    w.b_proj = OffsetOf(lay, b + "mlp.b_proj");
-    w.attn = model.blocks()[l].attention().weights();
-    layers_.push_back(w);
-  }
-  scale_ = 1.0f / std::sqrt(static_cast<float>(c.qk_head_dim()));
-
-  const int64_t M = options_.max_rows, C = c.d_model, H = c.n_head, R = c.kv_rank,
-                Q = c.q_rank, P = c.rope_dim, B1 = options_.max_batch + 1;
+      cache_(model.config(), options.max_batch, options.max_len, model.kernels()),
+      table_(model.kernels()) {
+  const int64_t M = options_.max_rows, B1 = options_.max_batch + 1;
   host_table_.assign(static_cast<size_t>(2 * M + 3 * B1), 0);
   table_.Resize(static_cast<int64_t>(host_table_.size()));
   const int32_t* h = host_table_.data();
   const int32_t* d = table_.data();
   batch_.host = {h + M, h + M + B1, h + M + 2 * B1, h + M + 3 * B1};
   batch_.device = {d + M, d + M + B1, d + M + 2 * B1, d + M + 3 * B1};
-  auto make = [&](DeviceArray<float>& a, int64_t n) { a = DeviceArray<float>(kernels_, n); };
-  for (auto* a : {&x_, &ln_, &y_}) make(*a, M * C);
-  make(mean_, M);
-  make(rstd_, M);
-  make(fc_, M * c.mlp_ratio * C);
-  make(last_, static_cast<int64_t>(options_.max_batch) * C);
-  make(logits_, M * c.vocab_size);
-  if (!kernels_->is_host()) logits_on_host_.resize(static_cast<size_t>(M) * c.vocab_size);
-  host_logits_ = kernels_->is_host() ? logits_.data() : logits_on_host_.data();
-  if (!c.is_mla()) {
-    make(qkv_, M * 3 * C);
-    return;
-  }
-  make(q_, M * C);
-  if (Q > 0) {
-    make(c_q_, M * Q);
-    if (c.latent_norm) make(c_q_n_, M * Q);
-    make(q_rstd_, M);
-  }
-  make(c_kv_, M * R);
-  if (c.latent_norm) make(c_kv_n_, M * R);
-  make(kv_rstd_, M);
-  if (c.attention == AttentionKind::kMlaRope) {
-    make(q_r_, M * H * P);
-    make(k_r_, M * P);
-  }
+  model_.ReserveCached(M, options_.max_batch);
+  if (!model_.kernels()->is_host())
+    logits_on_host_.resize(static_cast<size_t>(M) * config_.vocab_size);
 }
 
 void Decoder::Forward(absl::Span<const DecodeSegment> segments, bool all_logits) {
@@ -166,129 +110,12 @@ void Decoder::Forward(absl::Span<const DecodeSegment> segments, bool all_logits)
   batch_.max_len = max_len;
   // One upload of the tables per call (a memcpy on the host).
   table_.CopyFromHost(host_table_.data(), static_cast<int64_t>(host_table_.size()));
-
-  Kernels& k = *kernels_;
-  const float* p = model_.params();
-  const int C = c.d_model;
-  k.DecodeEmbedding(table_.data(), p + wte_, wpe_ >= 0 ? p + wpe_ : nullptr, x_.data(), C,
-                    batch_);
-  const int64_t hidden = static_cast<int64_t>(c.mlp_ratio) * C;
-  for (int l = 0; l < c.n_layer; ++l) {
-    const LayerOffsets& w = layers_[l];
-    k.LayerNormForward(x_.data(), p + w.ln1_w, p + w.ln1_b, ln_.data(), mean_.data(),
-                       rstd_.data(), rows, C);
-    Attention(l);
-    k.LinearForward(y_.data(), p + w.attn.w_o, p + w.attn.b_o, x_.data(), rows, C, C,
-                    Epilogue::kBias, true);
-    k.LayerNormForward(x_.data(), p + w.ln2_w, p + w.ln2_b, ln_.data(), mean_.data(),
-                       rstd_.data(), rows, C);
-    k.LinearForward(ln_.data(), p + w.w_fc, p + w.b_fc, fc_.data(), rows, hidden, C,
-                    Epilogue::kBiasGelu, false);
-    k.LinearForward(fc_.data(), p + w.w_proj, p + w.b_proj, x_.data(), rows, C, hidden,
-                    Epilogue::kBias, true);
-  }
-  const float* final_in = x_.data();
-  int64_t out_rows = rows;
-  if (!all_logits) {
-    for (int s = 0; s < nseg; ++s)
-      k.CopyOnDevice(last_.data() + static_cast<int64_t>(s) * C,
-                     x_.data() + static_cast<int64_t>(row0[s + 1] - 1) * C, C * sizeof(float));
-    final_in = last_.data();
-    out_rows = nseg;
-  }
-  k.LayerNormForward(final_in, p + lnf_w_, p + lnf_b_, ln_.data(), mean_.data(), rstd_.data(),
-                     out_rows, C);
-  k.LinearForward(ln_.data(), p + head_, nullptr, logits_.data(), out_rows, c.vocab_size, C,
-                  Epilogue::kNone, false);
-  if (!k.is_host())  // the one device → host copy of a step, for sampling
-    logits_.CopyToHost(logits_on_host_.data(), out_rows * c.vocab_size);
+  model_.Forward(table_.data(), batch_, cache_, options_.mode, all_logits);
+  const int64_t out_rows = all_logits ? rows : nseg;
+  if (!model_.kernels()->is_host())  // the one device → host copy of a step, for sampling
+    model_.kernels()->CopyToHost(logits_on_host_.data(), model_.cached_logits(),
+                                 static_cast<size_t>(out_rows * c.vocab_size) * sizeof(float));
   for (int s = 0; s < nseg; ++s) cache_.set_length(slot[s], pos0[s] + row0[s + 1] - row0[s]);
-}
-
-DecodeAttentionViews Decoder::Views(int l) const {
-  const ModelConfig& c = config_;
-  const float* p = model_.params();
-  const AttentionWeights& w = layers_[l].attn;
-  DecodeAttentionViews v;
-  v.H = c.n_head;
-  v.D = c.head_dim();
-  v.P = c.rope_dim;
-  v.R = c.kv_rank;
-  v.scale = scale_;
-  v.cache_len = options_.max_len;
-  if (!c.is_mla()) {
-    v.q = qkv_.data();
-    v.ld_q = 3 * c.d_model;
-    v.k = cache_.Part(l, KvPart::kKey);
-    v.v = cache_.Part(l, KvPart::kValue);
-    return v;
-  }
-  v.q = q_.data();
-  v.ld_q = c.d_model;
-  v.latent = cache_.Part(l, KvPart::kLatent);
-  if (c.attention == AttentionKind::kMlaRope) {
-    v.q_rope = q_r_.data();
-    v.k_rope = cache_.Part(l, KvPart::kRopeKey);
-  }
-  v.w_uk = p + w.w_uk;
-  v.w_uv = p + w.w_uv;
-  return v;
-}
-
-void Decoder::Attention(int l) {
-  const ModelConfig& c = config_;
-  Kernels& k = *kernels_;
-  const float* p = model_.params();
-  const AttentionWeights& w = layers_[l].attn;
-  const int64_t rows = batch_.M;
-  const int C = c.d_model, H = c.n_head, D = c.head_dim(), R = c.kv_rank, Q = c.q_rank,
-            P = c.rope_dim, L = options_.max_len;
-  const float theta = c.rope_theta;
-  if (!c.is_mla()) {
-    k.LinearForward(ln_.data(), p + w.w_qkv, p + w.b_qkv, qkv_.data(), rows, 3 * C, C,
-                    Epilogue::kBias, false);
-    if (c.attention == AttentionKind::kMhaRope) {
-      k.DecodeRope(qkv_.data(), 3 * C, H, D, theta, batch_);
-      k.DecodeRope(qkv_.data() + C, 3 * C, H, D, theta, batch_);
-    }
-    k.DecodeCacheAppend(qkv_.data() + C, 3 * C, C, cache_.Part(l, KvPart::kKey), L, batch_);
-    k.DecodeCacheAppend(qkv_.data() + 2 * C, 3 * C, C, cache_.Part(l, KvPart::kValue), L, batch_);
-    k.DecodeAttention(Views(l), batch_, y_.data(), C);
-    return;
-  }
-  const float* src_q = ln_.data();
-  int src_q_dim = C;
-  if (Q > 0) {
-    k.LinearForward(ln_.data(), p + w.w_dq, nullptr, c_q_.data(), rows, Q, C, Epilogue::kNone,
-                    false);
-    src_q = c_q_.data();
-    if (c.latent_norm) {
-      k.RmsNormForward(c_q_.data(), p + w.q_norm, c_q_n_.data(), q_rstd_.data(), rows, Q);
-      src_q = c_q_n_.data();
-    }
-    src_q_dim = Q;
-    k.LinearForward(src_q, p + w.w_uq, nullptr, q_.data(), rows, C, Q, Epilogue::kNone, false);
-  } else {
-    k.LinearForward(ln_.data(), p + w.w_q, nullptr, q_.data(), rows, C, C, Epilogue::kNone, false);
-  }
-  k.LinearForward(ln_.data(), p + w.w_dkv, nullptr, c_kv_.data(), rows, R, C, Epilogue::kNone,
-                  false);
-  const float* src_kv = c_kv_.data();
-  if (c.latent_norm) {
-    k.RmsNormForward(c_kv_.data(), p + w.kv_norm, c_kv_n_.data(), kv_rstd_.data(), rows, R);
-    src_kv = c_kv_n_.data();
-  }
-  if (c.attention == AttentionKind::kMlaRope) {
-    k.LinearForward(src_q, p + w.w_qr, nullptr, q_r_.data(), rows, H * P, src_q_dim,
-                    Epilogue::kNone, false);
-    k.DecodeRope(q_r_.data(), H * P, H, P, theta, batch_);
-    k.LinearForward(ln_.data(), p + w.w_kr, nullptr, k_r_.data(), rows, P, C, Epilogue::kNone,
-                    false);
-    k.DecodeRope(k_r_.data(), P, 1, P, theta, batch_);
-    k.DecodeCacheAppend(k_r_.data(), P, P, cache_.Part(l, KvPart::kRopeKey), L, batch_);
-  }
-  k.DecodeCacheAppend(src_kv, R, R, cache_.Part(l, KvPart::kLatent), L, batch_);
-  k.DecodeLatentAttention(Views(l), batch_, options_.mode == DecodeMode::kAbsorbed, y_.data(), C);
 }
 
 // Generation -----------------------------------------------------------------

@@ -1,7 +1,9 @@
 #pragma once
 // Decoder: KV-cached inference for the GPT of docs/model.md (all four attention
 // kinds) on any Kernels implementation (host or GPU), and batch generation on
-// top of it.
+// top of it. The decoder schedules; the model computes: GptModel's cached
+// Forward runs the same blocks and attention layers as training
+// (layers/attention.h describes the cache and the two MLA decode modes).
 //
 // A Forward call runs a set of segments, each a run of n consecutive tokens of
 // one cache slot starting at that slot's current length (a prompt chunk during
@@ -12,29 +14,23 @@
 //
 // Cache contents (runtime/kv_cache.h): K and V per head for MHA kinds; only the
 // latent c_kv [R] (after latent_norm) and, for mla_rope, the shared rotary key
-// k_r [P] for MLA kinds. Two MLA decode modes:
-//   absorbed (default)  score_h(s) = q_h·(W_uk,h c_s) = (W_uk,hᵀ q_h)·c_s, so each
-//       query is mapped once to q̃_h = W_uk,hᵀ q_h ∈ R^R and dotted with the cached
-//       latents of all heads in one product; the output is
-//       Σ_s p_s W_uv,h c_s = W_uv,h (Σ_s p_s c_s): mix latents, then one product
-//       with W_uv,h. The cache is never expanded.
-//   naive   expands K = C·W_ukᵀ and V = C·W_uvᵀ for every cached position at
-//       every call (full-rank MLA decoding), for comparison.
-// The rotary part adds q_r,h·k_r(s) in both modes; scale = 1/sqrt(D (+P)).
+// k_r [P] for MLA kinds. MLA kinds decode absorbed (default: W_uk and W_uv
+// folded into query and output, the cache never expanded) or naive (K and V
+// expanded from the latents at every call), DecoderOptions::mode.
 //
-// Memory: everything (cache, activations, the per-call row tables, logits) is
-// a DeviceArray of `kernels`, allocated by Create for max_batch slots ×
-// max_len positions and max_rows rows per call; Forward allocates nothing
-// (the kernels' own scratch grows on first use of a shape).
-// Device: the decoder runs on its kernels' device. Every step (embedding,
-// products, norms, RoPE at per-row positions, cache appends, cache attention
-// with the absorption products) is a call of the kernel interface
-// (layers/kernels.h, "Decoding"); on a GPU implementation only the row tables
-// go to the device and the logits come back, once per call. The model must
-// live on the same kind of device (Create checks). Sampling stays on the host.
-// Thread safety: none (one caller). Misuse of Forward (a slot out of
-// range, too many rows, overflowing a slot, a token outside the vocabulary) is
-// a CHECK; Generate validates requests and reports problems per request.
+// Memory: the cache and the per-call row tables are DeviceArrays of the
+// model's kernels, allocated by Create for max_batch slots × max_len
+// positions and max_rows rows per call; Create also sizes the model's cached
+// activations (GptModel::ReserveCached). Forward allocates nothing (the
+// kernels' own scratch grows on first use of a shape).
+// Device: the decoder runs on the model's kernels. On a GPU implementation
+// only the row tables go to the device and the logits come back, once per
+// call. Sampling stays on the host.
+// Thread safety: none (one caller; the decoder uses the model's activation
+// buffers, so no training step may run between its calls). Misuse of Forward
+// (a slot out of range, too many rows, overflowing a slot, a token outside
+// the vocabulary) is a CHECK; Generate validates requests and reports
+// problems per request.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -52,7 +48,6 @@
 
 namespace mla {
 
-enum class DecodeMode { kAbsorbed, kNaive };
 absl::StatusOr<DecodeMode> ParseDecodeMode(absl::string_view name);
 absl::string_view DecodeModeName(DecodeMode mode);
 
@@ -72,10 +67,10 @@ struct DecodeSegment {
 
 class Decoder {
  public:
-  // `model` and `kernels` must outlive the decoder; the model's parameters are
-  // read at every call (not copied). Fails when the model's kernels and
-  // `kernels` are on different kinds of device (host vs GPU).
-  static absl::StatusOr<std::unique_ptr<Decoder>> Create(const GptModel& model, Kernels* kernels,
+  // `model` must outlive the decoder; its parameters are read at every call
+  // (not copied). `kernels` must be the model's kernels (Create fails
+  // otherwise, naming the devices when they differ in kind).
+  static absl::StatusOr<std::unique_ptr<Decoder>> Create(GptModel& model, Kernels* kernels,
                                                          const DecoderOptions& options);
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
@@ -85,8 +80,12 @@ class Decoder {
   // all_logits, one row per input row in segment order; otherwise one row per
   // segment (its last token).
   void Forward(absl::Span<const DecodeSegment> segments, bool all_logits);
-  // Logits of the last Forward in host memory ([rows, V] as above).
-  const float* logits() const { return host_logits_; }
+  // Logits of the last Forward in host memory ([rows, V] as above); the
+  // model's own buffer on host kernels, so valid until the model's next
+  // cached call.
+  const float* logits() const {
+    return model_.kernels()->is_host() ? model_.cached_logits() : logits_on_host_.data();
+  }
 
   KvCache& cache() { return cache_; }
   const KvCache& cache() const { return cache_; }
@@ -94,22 +93,12 @@ class Decoder {
   const DecoderOptions& options() const { return options_; }
 
  private:
-  struct LayerOffsets {
-    int64_t ln1_w, ln1_b, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj;
-    AttentionWeights attn;
-  };
-  Decoder(const GptModel& model, Kernels* kernels, const DecoderOptions& options);
-  void Attention(int layer);
-  DecodeAttentionViews Views(int layer) const;
+  Decoder(GptModel& model, const DecoderOptions& options);
 
-  const GptModel& model_;
-  Kernels* kernels_;
+  GptModel& model_;
   DecoderOptions options_;
   ModelConfig config_;
   KvCache cache_;
-  std::vector<LayerOffsets> layers_;
-  int64_t wte_ = -1, wpe_ = -1, lnf_w_ = -1, lnf_b_ = -1, head_ = -1;
-  float scale_ = 1.0f;
 
   // Per-call row tables, built on the host and uploaded whole, same layout
   // in both: tokens [max_rows], then slot, row0, pos0 [max_batch + 1 each],
@@ -117,11 +106,7 @@ class Decoder {
   std::vector<int32_t> host_table_;
   DeviceArray<int32_t> table_;
   DecodeBatch batch_;
-  // Activations [max_rows, ·] in the kernels' memory.
-  DeviceArray<float> x_, ln_, mean_, rstd_, qkv_, q_, c_q_, c_q_n_, q_rstd_, c_kv_, c_kv_n_,
-      kv_rstd_, q_r_, k_r_, y_, fc_, last_, logits_;
   std::vector<float> logits_on_host_;  // the host copy (GPU kernels only)
-  const float* host_logits_ = nullptr;
 };
 
 // Generation --------------------------------------------------------------

@@ -2,46 +2,25 @@
 
 #include <cmath>
 
-#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "glog/logging.h"
 #include "runtime/random.h"
 
 namespace mla {
-namespace {
-
-int64_t OffsetOf(const ParameterLayout& layout, const std::string& name) {
-  const int i = layout.Find(name);
-  return i < 0 ? -1 : layout.params[i].offset;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<GptModel>> GptModel::Create(const ModelConfig& config,
                                                            Kernels* kernels) {
   MLA_RETURN_IF_ERROR(ValidateModelConfig(config));
+  if (kernels == nullptr) return absl::InvalidArgumentError("the model needs kernels");
   return std::unique_ptr<GptModel>(new GptModel(config, kernels));
 }
 
 GptModel::GptModel(const ModelConfig& c, Kernels* kernels)
-    : config_(c),
-      kernels_(kernels),
-      layout_(BuildParameterLayout(c)),
-      params_(kernels, layout_.total),
-      grads_(kernels, layout_.total),
-      lnf_(kernels),
-      lnf_mean_(kernels),
-      lnf_rstd_(kernels),
-      logits_(kernels),
-      d_lnf_(kernels),
-      d_res_(kernels),
-      inputs_dev_(kernels),
-      targets_dev_(kernels) {
-  wte_ = OffsetOf(layout_, "wte.weight");
-  wpe_ = OffsetOf(layout_, "wpe.weight");
-  lnf_w_ = OffsetOf(layout_, "ln_f.weight");
-  lnf_b_ = OffsetOf(layout_, "ln_f.bias");
-  head_ = c.tied_embeddings ? wte_ : OffsetOf(layout_, "lm_head.weight");
+    : config_(c), kernels_(kernels), layout_(BuildParameterLayout(c)) {
+  if (kernels != nullptr) {
+    params_ = DeviceArray<float>(kernels, layout_.total);
+    grads_ = DeviceArray<float>(kernels, layout_.total);
+  }
   AttentionShape shape;
   shape.C = c.d_model;
   shape.H = c.n_head;
@@ -55,25 +34,12 @@ GptModel::GptModel(const ModelConfig& c, Kernels* kernels)
                                                         : RopeMode::kNone;
   shape.rope_theta = c.rope_theta;
   blocks_.reserve(c.n_layer);
-  for (int l = 0; l < c.n_layer; ++l) {
-    const std::string b = absl::StrCat("blocks.", l, ".");
-    auto at = [&](const char* name) { return OffsetOf(layout_, b + name); };
-    BlockWeights w;
-    w.ln1_w = at("ln1.weight"); w.ln1_b = at("ln1.bias");
-    w.ln2_w = at("ln2.weight"); w.ln2_b = at("ln2.bias");
-    w.w_fc = at("mlp.w_fc"); w.b_fc = at("mlp.b_fc");
-    w.w_proj = at("mlp.w_proj"); w.b_proj = at("mlp.b_proj");
-    w.attn.w_qkv = at("attn.w_qkv"); w.attn.b_qkv = at("attn.b_qkv");
-    w.attn.w_q = at("attn.w_q"); w.attn.w_dq = at("attn.w_dq");
-    w.attn.q_norm = at("attn.q_norm.weight"); w.attn.w_uq = at("attn.w_uq");
-    w.attn.w_qr = at("attn.w_qr"); w.attn.w_dkv = at("attn.w_dkv");
-    w.attn.kv_norm = at("attn.kv_norm.weight"); w.attn.w_uk = at("attn.w_uk");
-    w.attn.w_uv = at("attn.w_uv"); w.attn.w_kr = at("attn.w_kr");
-    w.attn.w_o = at("attn.w_o"); w.attn.b_o = at("attn.b_o");
+  for (const BlockWeights& w : layout_.weights.blocks) {
     blocks_.emplace_back(kernels_, shape, c.mlp_ratio * c.d_model, w);
     block_begin_.push_back(w.ln1_w);
   }
-  block_begin_.push_back(lnf_w_);
+  block_begin_.push_back(layout_.weights.ln_f_w);
+  residual_.resize(c.n_layer + 1);
 }
 
 void GptModel::InitParameters(uint64_t seed) {
@@ -116,26 +82,80 @@ const int32_t* GptModel::TokensOnDevice(const int32_t* tokens, int64_t n,
 
 void GptModel::ZeroGrads() { kernels_->Fill(grads_.data(), 0.0f, layout_.total); }
 
+void GptModel::SizeActivations(int B, int T, ActivationSizer& z) {
+  const int64_t M = static_cast<int64_t>(B) * T;
+  const int64_t C = config_.d_model, V = config_.vocab_size;
+  for (auto& r : residual_) z.Need(r, M * C);
+  for (auto* v : {&lnf_, &d_lnf_, &d_res_}) z.Need(*v, M * C);
+  z.Need(lnf_mean_, M);
+  z.Need(lnf_rstd_, M);
+  z.Need(logits_, M * V);
+  if (kernels_ == nullptr || !kernels_->is_host()) {  // token ids are uploaded per call
+    z.Need(inputs_dev_, M);
+    z.Need(targets_dev_, M);
+  }
+  for (auto& b : blocks_) b.Reserve(B, T, &scratch_, z);
+}
+
 void GptModel::Reserve(int B, int T) {
   CHECK_LE(T, config_.context_length) << "sequence longer than the context";
   const int64_t M = static_cast<int64_t>(B) * T;
-  const int64_t C = config_.d_model, V = config_.vocab_size;
   if (M <= reserved_rows_ && B <= reserved_B_ && T <= reserved_T_) return;
-  while (static_cast<int>(residual_.size()) < config_.n_layer + 1)
-    residual_.emplace_back(kernels_);
-  for (auto& r : residual_) r.Resize(M * C);
-  for (auto* v : {&lnf_, &d_lnf_, &d_res_}) v->Resize(M * C);
-  lnf_mean_.Resize(M);
-  lnf_rstd_.Resize(M);
-  logits_.Resize(M * V);
-  if (!kernels_->is_host()) {  // token ids are uploaded per call
-    inputs_dev_.Resize(M);
-    targets_dev_.Resize(M);
-  }
-  for (auto& b : blocks_) b.Reserve(B, T, &scratch_);
+  ActivationSizer sizer(kernels_);
+  SizeActivations(B, T, sizer);
   reserved_rows_ = static_cast<int>(M);
   reserved_B_ = B;
   reserved_T_ = T;
+}
+
+int64_t GptModel::ActivationBytes(const ModelConfig& config, int B, int T) {
+  GptModel sized(config, nullptr);
+  ActivationSizer counter(nullptr);
+  sized.SizeActivations(B, T, counter);
+  return counter.bytes();
+}
+
+void GptModel::ReserveCached(int64_t rows, int segments) {
+  ActivationSizer z(kernels_);
+  const int64_t C = config_.d_model;
+  z.Need(cached_x_, rows * C);
+  z.Need(cached_last_, segments * C);
+  z.Need(cached_logits_, rows * config_.vocab_size);
+  z.Need(lnf_, rows * C);
+  z.Need(lnf_mean_, rows);
+  z.Need(lnf_rstd_, rows);
+  for (auto& b : blocks_) b.ReserveCached(rows, z);
+}
+
+void GptModel::Forward(const int32_t* tokens, const DecodeBatch& batch, KvCache& cache,
+                       DecodeMode mode, bool all_logits) {
+  Kernels& k = *kernels_;
+  const ModelWeights& w = layout_.weights;
+  const float* p = params_.data();
+  const int C = config_.d_model;
+  const int64_t rows = batch.M;
+  CHECK_LE(rows * C, cached_x_.size()) << "more rows than ReserveCached sized";
+  CHECK_LE(static_cast<int64_t>(batch.S) * C, cached_last_.size());
+  CHECK_EQ(cache.layers(), config_.n_layer);
+  k.DecodeEmbedding(tokens, p + w.wte, w.wpe >= 0 ? p + w.wpe : nullptr, cached_x_.data(), C,
+                    batch);
+  const CachedCall call{&batch, mode};
+  for (int l = 0; l < config_.n_layer; ++l)
+    blocks_[l].Forward(p, cached_x_.data(), call, cache.Layer(l));
+  const float* final_in = cached_x_.data();
+  int64_t out_rows = rows;
+  if (!all_logits) {
+    for (int s = 0; s < batch.S; ++s)
+      k.CopyOnDevice(cached_last_.data() + static_cast<int64_t>(s) * C,
+                     cached_x_.data() + static_cast<int64_t>(batch.host.row0[s + 1] - 1) * C,
+                     C * sizeof(float));
+    final_in = cached_last_.data();
+    out_rows = batch.S;
+  }
+  k.LayerNormForward(final_in, p + w.ln_f_w, p + w.ln_f_b, lnf_.data(), lnf_mean_.data(),
+                     lnf_rstd_.data(), out_rows, C);
+  k.LinearForward(lnf_.data(), p + w.lm_head, nullptr, cached_logits_.data(), out_rows,
+                  config_.vocab_size, C, Epilogue::kNone, false);
 }
 
 double GptModel::Forward(const int32_t* inputs, const int32_t* targets, int B, int T,
@@ -144,17 +164,18 @@ double GptModel::Forward(const int32_t* inputs, const int32_t* targets, int B, i
   Kernels& k = *kernels_;
   const int64_t M = static_cast<int64_t>(B) * T;
   const int C = config_.d_model, V = config_.vocab_size;
+  const ModelWeights& w = layout_.weights;
   const float* p = params_.data();
   last_rows_ = M;
   inputs = TokensOnDevice(inputs, M, &inputs_dev_);
   targets = TokensOnDevice(targets, M, &targets_dev_);
-  k.EmbeddingForward(inputs, p + wte_, wpe_ >= 0 ? p + wpe_ : nullptr, residual_[0].data(), B, T,
+  k.EmbeddingForward(inputs, p + w.wte, w.wpe >= 0 ? p + w.wpe : nullptr, residual_[0].data(), B, T,
                      C);
   for (int l = 0; l < config_.n_layer; ++l)
     blocks_[l].Forward(p, residual_[l].data(), residual_[l + 1].data(), B, T);
-  k.LayerNormForward(residual_.back().data(), p + lnf_w_, p + lnf_b_, lnf_.data(),
+  k.LayerNormForward(residual_.back().data(), p + w.ln_f_w, p + w.ln_f_b, lnf_.data(),
                      lnf_mean_.data(), lnf_rstd_.data(), M, C);
-  k.LinearForward(lnf_.data(), p + head_, nullptr, logits_.data(), M, V, C, Epilogue::kNone, false);
+  k.LinearForward(lnf_.data(), p + w.lm_head, nullptr, logits_.data(), M, V, C, Epilogue::kNone, false);
   if (targets == nullptr) return 0.0;
   const double sum = k.SoftmaxCrossEntropy(logits_.data(), targets,
                                            grad_scale > 0 ? logits_.data() : nullptr, M, V,
@@ -167,22 +188,23 @@ void GptModel::Backward(const int32_t* inputs, int B, int T,
   Kernels& k = *kernels_;
   const int64_t M = static_cast<int64_t>(B) * T;
   const int C = config_.d_model, V = config_.vocab_size;
+  const ModelWeights& w = layout_.weights;
   const float* p = params_.data();
   float* g = grads_.data();
   inputs = TokensOnDevice(inputs, M, &inputs_dev_);
-  k.LinearBackward(lnf_.data(), p + head_, logits_.data(), d_lnf_.data(), g + head_, nullptr, M,
+  k.LinearBackward(lnf_.data(), p + w.lm_head, logits_.data(), d_lnf_.data(), g + w.lm_head, nullptr, M,
                    V, C, false);
   k.Fill(d_res_.data(), 0.0f, M * C);
-  k.LayerNormBackward(d_lnf_.data(), residual_.back().data(), p + lnf_w_, lnf_mean_.data(),
-                      lnf_rstd_.data(), d_res_.data(), g + lnf_w_, g + lnf_b_, M, C);
+  k.LayerNormBackward(d_lnf_.data(), residual_.back().data(), p + w.ln_f_w, lnf_mean_.data(),
+                      lnf_rstd_.data(), d_res_.data(), g + w.ln_f_w, g + w.ln_f_b, M, C);
   // Blocks own contiguous ranges in layout order; ln_f and an untied head
   // follow the last block; the embeddings (tied head included) come first.
-  if (grads_ready) grads_ready(lnf_w_, layout_.total);
+  if (grads_ready) grads_ready(w.ln_f_w, layout_.total);
   for (int l = config_.n_layer - 1; l >= 0; --l) {
     blocks_[l].Backward(p, g, residual_[l].data(), d_res_.data(), B, T, &scratch_);
     if (grads_ready) grads_ready(block_begin_[l], block_begin_[l + 1]);
   }
-  k.EmbeddingBackward(inputs, d_res_.data(), g + wte_, wpe_ >= 0 ? g + wpe_ : nullptr, B, T, C);
+  k.EmbeddingBackward(inputs, d_res_.data(), g + w.wte, w.wpe >= 0 ? g + w.wpe : nullptr, B, T, C);
   if (grads_ready) grads_ready(0, block_begin_[0]);
 }
 

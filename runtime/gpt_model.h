@@ -11,6 +11,11 @@
 // Token ids are host memory in every call: on a device they are uploaded per
 // call into the model's int32 buffers; on the host they are used in place.
 //
+// The same blocks serve the training forward and the cached calls of the
+// decoder (prefill and single-token decode, runtime/decoder.h); weights are
+// reached through the typed views of the parameter layout
+// (runtime/parameter_layout.h).
+//
 // Training use, per micro-batch:
 //   loss = model.Forward(inputs, targets, B, T, grad_scale);  // grad_scale > 0
 //   model.Backward(inputs, B, T);                              // grads +=
@@ -25,6 +30,7 @@
 #include "layers/device_array.h"
 #include "layers/kernels.h"
 #include "layers/transformer_block.h"
+#include "runtime/kv_cache.h"
 #include "runtime/model_config.h"
 #include "runtime/parameter_layout.h"
 
@@ -64,6 +70,13 @@ class GptModel {
 
   // Sizes activations for up to B sequences of up to T tokens (T ≤ context).
   void Reserve(int B, int T);
+  // The bytes Reserve(B, T) allocates on a fresh model of `config` in a
+  // device's memory (token ids included), computed by the same sizing calls
+  // without allocating (runtime/memory_plan.h).
+  static int64_t ActivationBytes(const ModelConfig& config, int B, int T);
+  // Sizes the buffers of cached calls of up to `rows` rows in up to
+  // `segments` segments.
+  void ReserveCached(int64_t rows, int segments);
 
   // Runs the model on inputs [B, T]. With targets, returns the mean
   // cross-entropy; with grad_scale > 0 the logits are replaced by
@@ -78,16 +91,28 @@ class GptModel {
   void Backward(const int32_t* inputs, int B, int T,
                 const std::function<void(int64_t, int64_t)>& grads_ready = {});
 
+  // Cached call (prefill and decode; runtime/decoder.h schedules them): the
+  // rows of `batch`, tokens [M] in the kernels' memory, go through every
+  // block at their per-row positions; block l reads and appends layer l of
+  // `cache` (MLA kinds read latents as `mode` says). Writes logits into
+  // cached_logits(): [M, V] with all_logits, else the last row of each
+  // segment [S, V]. Allocates nothing after ReserveCached(≥ M, ≥ S). It
+  // reuses training activations, so it must not come between a training
+  // Forward and its Backward.
+  void Forward(const int32_t* tokens, const DecodeBatch& batch, KvCache& cache, DecodeMode mode,
+               bool all_logits);
+  // Logits of the last cached call (kernels' memory; fixed by ReserveCached).
+  const float* cached_logits() const { return cached_logits_.data(); }
+
   // Logits [B·T, V] of the last Forward without gradient (kernels' memory).
   const float* logits() const { return logits_.data(); }
   // The same B·T·V values copied to the host.
   std::vector<float> LogitsToHost() const;
 
-  // Each block's view, for the decoder and tests.
-  const std::vector<TransformerBlock>& blocks() const { return blocks_; }
-
  private:
+  // With null kernels the model holds no memory and is only sized.
   GptModel(const ModelConfig& config, Kernels* kernels);
+  void SizeActivations(int B, int T, ActivationSizer& sizer);
   // `tokens` itself on host kernels; else a device copy in `staging`.
   const int32_t* TokensOnDevice(const int32_t* tokens, int64_t n, DeviceArray<int32_t>* staging);
 
@@ -98,12 +123,14 @@ class GptModel {
   std::vector<TransformerBlock> blocks_;
   BlockScratch scratch_;
   std::vector<int64_t> block_begin_;  // offset of each block's first tensor, then ln_f
-  int64_t wte_ = -1, wpe_ = -1, lnf_w_ = -1, lnf_b_ = -1, head_ = -1;
   int reserved_rows_ = 0, reserved_B_ = 0, reserved_T_ = 0;
   int64_t last_rows_ = 0;  // B·T of the last Forward
   std::vector<DeviceArray<float>> residual_;  // L+1 buffers [M, C]
   DeviceArray<float> lnf_, lnf_mean_, lnf_rstd_, logits_, d_lnf_, d_res_;
   DeviceArray<int32_t> inputs_dev_, targets_dev_;  // device copies of the token ids
+  // Cached calls: the residual stream [rows, C], each segment's last row
+  // [segments, C], logits [rows, V].
+  DeviceArray<float> cached_x_, cached_last_, cached_logits_;
 };
 
 }  // namespace mla

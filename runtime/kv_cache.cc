@@ -61,6 +61,15 @@ const float* KvCache::Row(int layer, int slot, KvPart part, int pos) const {
   return parts_[2 * layer + i].data() + (static_cast<int64_t>(slot) * max_len_ + pos) * w;
 }
 
+LayerCache KvCache::Layer(int layer) {
+  CHECK(layer >= 0 && layer < layers_) << "layer " << layer;
+  LayerCache c;
+  c.first = parts_[2 * layer].data();
+  c.second = parts_[2 * layer + 1].data();
+  c.len = max_len_;
+  return c;
+}
+
 void KvCache::set_length(int slot, int length) {
   CHECK(slot >= 0 && slot < slots_) << "slot " << slot;
   CHECK(length >= 0 && length <= max_len_) << "length " << length << " > cache " << max_len_;

@@ -6,8 +6,8 @@
 //   mha, mha_rope   key [C] and value [C]                    2·C
 //   mla             the latent c_kv [R] (normalised when latent_norm)   R
 //   mla_rope        c_kv [R] and the shared rotary key k_r [P]          R + P
-// MLA never stores per-head keys or values: the decoder either absorbs W_uk and
-// W_uv into the query and output (runtime/decoder.h) or expands them on the fly.
+// MLA never stores per-head keys or values: the attention layer either absorbs W_uk and
+// W_uv into the query and output (layers/attention.h) or expands them on the fly.
 //
 // Layout: for each layer and part, one block [slots, max_len, width]; a slot's
 // rows for positions 0 … length−1 are contiguous, so attention over a slot is
@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "layers/attention.h"
 #include "layers/device_array.h"
 #include "layers/kernels.h"
 #include "runtime/model_config.h"
@@ -59,6 +60,9 @@ class KvCache {
   // The whole block [slots, max_len, width(part)] of a layer's part.
   float* Part(int layer, KvPart part) { return Row(layer, 0, part, 0); }
   const float* Part(int layer, KvPart part) const { return Row(layer, 0, part, 0); }
+
+  // A layer's blocks as the attention layer's cached call reads them.
+  LayerCache Layer(int layer);
 
   // Tokens held by a slot (the next position to be written).
   int length(int slot) const { return lengths_[slot]; }

@@ -1,10 +1,24 @@
 #pragma once
-// The GPU memory a training run needs, estimated before anything is
-// allocated: parameters, gradients, optimizer state, activations (the
-// buffers GptModel, its blocks and attention layers reserve for one
-// micro-batch, plus the CUDA kernels' scratch) and the cuBLASLt workspace,
-// so a run that cannot fit fails at start-up with one clear message instead
-// of an out-of-memory error mid-step.
+// The GPU memory a training run needs, computed before anything is
+// allocated, so a run that cannot fit fails at start-up with one clear
+// message instead of an out-of-memory error mid-step. Every category comes
+// from the code that allocates it, not from a hand-kept mirror:
+//   parameters, gradients  the parameter layout's size table
+//                          (runtime/parameter_layout.h), 4 bytes a value
+//   optimizer              the rank's AdamW moments (fp32 m and v) and its
+//                          weight-decay mask (1 byte a value)
+//   activations            GptModel::ActivationBytes: the model's own sizing
+//                          calls run without allocating (what Reserve
+//                          allocates, byte for byte; tests/device checks it
+//                          against the allocations of a fake device)
+//   kernel scratch         what CudaKernels grows privately during a step
+//                          (score gradients, per-head rotary-key gradients,
+//                          the bias-gradient row, per-row losses)
+//   measurement            the peak-FLOP/s GEMM the trainer runs after the
+//                          model is allocated, when it measures (MeasureGemmPeakGflops: three
+//                          fp32 n×n operands; with bf16 kernels also the two
+//                          bf16 operand copies, which stay as grow-only scratch)
+//   workspace              the cuBLASLt workspace
 //
 // Precision: fp32 keeps everything in float. bf16 keeps fp32 master weights,
 // fp32 gradients and fp32 AdamW moments, adds a bf16 copy of the weights for
@@ -33,28 +47,30 @@ struct MemoryPlanOptions {
   int zero_stage = 0;     // 0 or 1
   int world_size = 1;     // data-parallel ranks (ZeRO-1 shards over them)
   int64_t workspace_bytes = int64_t{32} << 20;  // the cuBLASLt workspace
+  bool measure_peak = true;  // the run measures peak GFLOP/s (mla-train --peak_gflops=0)
 };
 
-// Element counts of the activation buffers for one micro-batch.
-struct ActivationCounts {
-  int64_t tensor_values = 0;  // activations and their gradients
-  int64_t fp32_values = 0;    // logits and per-row statistics (always fp32)
-  int64_t token_ids = 0;      // int32 inputs and targets
-};
-
-ActivationCounts CountActivations(const ModelConfig& config, int B, int T);
+// The side of the square GEMM of MeasureGemmPeakGflops (runtime/training_device.h).
+inline constexpr int64_t kPeakGemmSize = 4096;
 
 struct MemoryPlan {
   int64_t parameter_bytes = 0;
   int64_t gradient_bytes = 0;
   int64_t optimizer_bytes = 0;
   int64_t activation_bytes = 0;
+  int64_t kernel_scratch_bytes = 0;
+  int64_t measurement_bytes = 0;
   int64_t workspace_bytes = 0;
   int64_t total_bytes() const {
     return parameter_bytes + gradient_bytes + optimizer_bytes + activation_bytes +
-           workspace_bytes;
+           kernel_scratch_bytes + measurement_bytes + workspace_bytes;
   }
 };
+
+// Bytes MeasureGemmPeakGflops(kernels, n) holds at its peak: three fp32
+// n×n operands, and with bf16 kernels the bf16 copies of its two inputs
+// (grow-only operand scratch of CudaKernels, kept for the whole run).
+int64_t PeakMeasurementBytes(int64_t n, Precision precision);
 
 // Fails on an invalid config or options (the message names the field).
 absl::StatusOr<MemoryPlan> ComputeMemoryPlan(const ModelConfig& config,

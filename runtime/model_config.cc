@@ -1,7 +1,10 @@
 #include "runtime/model_config.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "base/status_macros.h"
 
 namespace mla {
 
@@ -23,6 +26,18 @@ absl::StatusOr<AttentionKind> ParseAttentionKind(absl::string_view name) {
   return absl::InvalidArgumentError(absl::StrCat(
       "attention: unknown kind '", name, "' (expected mha, mha_rope, mla or mla_rope)"));
 }
+
+bool AbslParseFlag(absl::string_view text, AttentionKind* kind, std::string* error) {
+  absl::StatusOr<AttentionKind> k = ParseAttentionKind(text);
+  if (!k.ok()) {
+    *error = std::string(k.status().message());
+    return false;
+  }
+  *kind = *k;
+  return true;
+}
+
+std::string AbslUnparseFlag(AttentionKind kind) { return std::string(AttentionKindName(kind)); }
 
 int ModelConfig::rotary_dims() const {
   switch (attention) {
@@ -110,15 +125,87 @@ ModelCost ComputeModelCost(const ModelConfig& c) {
   return cost;
 }
 
+namespace {
+
+#define MLA_MODEL_CONFIG_ROW(type, name, default_value, help) \
+  ModelConfigField{#name, help, &ModelConfig::name},
+constexpr ModelConfigField kFields[] = {MLA_MODEL_CONFIG_FIELDS(MLA_MODEL_CONFIG_ROW)};
+#undef MLA_MODEL_CONFIG_ROW
+
+}  // namespace
+
+absl::Span<const ModelConfigField> ModelConfigFields() { return kFields; }
+
+const ModelConfigField* FindModelConfigField(absl::string_view name) {
+  for (const ModelConfigField& f : kFields)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+std::string ModelConfigFieldText(const ModelConfig& c, const ModelConfigField& field) {
+  struct Text {
+    const ModelConfig& c;
+    std::string operator()(int ModelConfig::*m) const { return absl::StrCat(c.*m); }
+    std::string operator()(bool ModelConfig::*m) const { return c.*m ? "true" : "false"; }
+    std::string operator()(float ModelConfig::*m) const { return absl::StrFormat("%g", c.*m); }
+    std::string operator()(AttentionKind ModelConfig::*m) const {
+      return std::string(AttentionKindName(c.*m));
+    }
+  };
+  return std::visit(Text{c}, field.member);
+}
+
+absl::Status SetModelConfigField(const ModelConfigField& field, absl::string_view text,
+                                 ModelConfig* config) {
+  struct Set {
+    absl::string_view text;
+    ModelConfig* c;
+    absl::Status operator()(int ModelConfig::*m) const {
+      return absl::SimpleAtoi(text, &(c->*m)) ? absl::OkStatus()
+                                               : absl::InvalidArgumentError("not an integer");
+    }
+    absl::Status operator()(bool ModelConfig::*m) const {
+      if (text != "true" && text != "false")
+        return absl::InvalidArgumentError("not a boolean (true or false)");
+      c->*m = text == "true";
+      return absl::OkStatus();
+    }
+    absl::Status operator()(float ModelConfig::*m) const {
+      return absl::SimpleAtof(text, &(c->*m)) ? absl::OkStatus()
+                                               : absl::InvalidArgumentError("not a number");
+    }
+    absl::Status operator()(AttentionKind ModelConfig::*m) const {
+      MLA_ASSIGN_OR_RETURN(c->*m, ParseAttentionKind(text));
+      return absl::OkStatus();
+    }
+  };
+  const absl::Status s = std::visit(Set{text, config}, field.member);
+  if (s.ok()) return s;
+  return absl::InvalidArgumentError(absl::StrCat(field.name, "=", text, ": ", s.message()));
+}
+
+absl::StatusOr<ModelConfig> ParseModelConfigSpec(
+    absl::string_view spec, ModelConfig base,
+    absl::Span<const std::pair<absl::string_view, absl::string_view>> aliases) {
+  ModelConfig c = base;
+  for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    absl::string_view key = kv.first;
+    for (const auto& [alias, name] : aliases)
+      if (key == alias) key = name;
+    const ModelConfigField* field = FindModelConfigField(key);
+    if (field == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat("unknown model config key '", kv.first, "'"));
+    MLA_RETURN_IF_ERROR(SetModelConfigField(*field, kv.second, &c));
+  }
+  MLA_RETURN_IF_ERROR(ValidateModelConfig(c));
+  return c;
+}
+
 std::string ModelConfigToString(const ModelConfig& c) {
-  return absl::StrFormat(
-      "vocab_size=%d\ncontext_length=%d\nn_layer=%d\nd_model=%d\nn_head=%d\nattention=%s\n"
-      "kv_rank=%d\nrope_dim=%d\nq_rank=%d\nlatent_norm=%s\nmlp_ratio=%d\ntied_embeddings=%s\n"
-      "rope_theta=%g\n",
-      c.vocab_size, c.context_length, c.n_layer, c.d_model, c.n_head,
-      std::string(AttentionKindName(c.attention)), c.kv_rank, c.rope_dim, c.q_rank,
-      c.latent_norm ? "true" : "false", c.mlp_ratio, c.tied_embeddings ? "true" : "false",
-      c.rope_theta);
+  std::string out;
+  for (const ModelConfigField& f : kFields) absl::StrAppend(&out, f.name, "=", ModelConfigFieldText(c, f), "\n");
+  return out;
 }
 
 }  // namespace mla

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/json.h"
 #include "base/status_macros.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/reader.h"
@@ -71,27 +72,6 @@ std::string FormatDuration(double seconds) {
   if (s >= 3600) return absl::StrFormat("%dh%02dm%02ds", s / 3600, (s / 60) % 60, s % 60);
   if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
   return absl::StrFormat("%ds", s);
-}
-
-std::string JsonEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// A number for metrics.jsonl: JSON has no NaN or Infinity (printf's "nan"
-// would make the line unparsable), so a non-finite value is written as null.
-std::string JsonNumber(const absl::FormatSpec<double>& format, double v) {
-  return std::isfinite(v) ? absl::StrFormat(format, v) : "null";
 }
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path, absl::string_view what) {
@@ -230,6 +210,7 @@ absl::Status Run::Setup() {
   plan.zero_stage = o_.zero_stage;
   plan.world_size = world_;
   plan.precision = o_.precision;
+  plan.measure_peak = o_.peak_gflops <= 0;
   MLA_RETURN_IF_ERROR(device_->CheckMemory(config_, plan, rank_ == 0));
   MLA_ASSIGN_OR_RETURN(model_, GptModel::Create(config_, &device_->kernels()));
   model_->Reserve(o_.micro_batch, shapes_.T);
@@ -257,8 +238,7 @@ absl::Status Run::Setup() {
   } else {
     range_ = ElementRange{0, total};
   }
-  std::vector<DecaySegment> segments;
-  for (const ParamSpec& p : model_->layout().params) segments.push_back({p.offset, p.numel, p.decay});
+  const std::vector<DecaySegment> segments = DecaySegments(model_->layout());
   AdamWConfig ac;
   ac.beta1 = o_.beta1;
   ac.beta2 = o_.beta2;
@@ -298,8 +278,7 @@ absl::Status Run::Setup() {
     cfg << "{";
     bool first = true;
     auto put = [&](const std::string& k, const std::string& v, bool quote) {
-      cfg << (first ? "" : ", ") << "\"" << JsonEscape(k) << "\": "
-          << (quote ? "\"" + JsonEscape(v) + "\"" : v);
+      cfg << (first ? "" : ", ") << json::Quote(k) << ": " << (quote ? json::Quote(v) : v);
       first = false;
     };
     for (const ckpt::ConfigEntry& e : ModelConfigEntries(config_))
@@ -336,13 +315,14 @@ absl::Status Run::Resume(const std::string& path) {
   MLA_RETURN_IF_ERROR(reader.ExpectLayout(TensorSpecs(model_->layout())));
   MLA_RETURN_IF_ERROR(FillFromHost(device_->kernels(), model_->params(), model_->num_params(),
                                    [&](absl::Span<float> params) {
-                                     return reader.ReadRange(ckpt::FlatBuffer::kParams, 0, params);
+                                     return ReadPaddedRange(reader, ckpt::FlatBuffer::kParams,
+                                                            model_->layout(), 0, params);
                                    }));
   MLA_RETURN_IF_ERROR(device_->LoadMoments(AdamMoment::kM, [&](absl::Span<float> m) {
-    return reader.ReadRange(ckpt::FlatBuffer::kAdamM, range_.begin, m);
+    return ReadPaddedRange(reader, ckpt::FlatBuffer::kAdamM, model_->layout(), range_.begin, m);
   }));
   MLA_RETURN_IF_ERROR(device_->LoadMoments(AdamMoment::kV, [&](absl::Span<float> v) {
-    return reader.ReadRange(ckpt::FlatBuffer::kAdamV, range_.begin, v);
+    return ReadPaddedRange(reader, ckpt::FlatBuffer::kAdamV, model_->layout(), range_.begin, v);
   }));
   device_->set_optimizer_step(reader.adamw().step);
   MLA_ASSIGN_OR_RETURN(std::vector<int64_t> loader_ints, reader.ReadState("data_loader"));
@@ -377,16 +357,21 @@ absl::Status Run::Save() {
   const ckpt::FlatRange mine = ckpt::EvenShard(total, rank_, world_);
   // Host views of device buffers (copies only when the memory is not host
   // memory); they must outlive SaveCheckpoint.
-  std::vector<float> params_host, m_host, v_host;
-  st.params = {mine.lo, HostView(device_->kernels(), model_->params() + mine.lo, mine.size(),
-                                 &params_host)};
+  std::vector<float> params_host, m_host, v_host, params_packed, m_packed, v_packed;
+  const ParameterLayout& layout = model_->layout();
+  st.params = PackedSlice(layout, mine.lo,
+                          HostView(device_->kernels(), model_->params() + mine.lo, mine.size(),
+                                   &params_host),
+                          &params_packed);
   // ZeRO-1 saves this rank's optimizer shard; otherwise the checkpoint's own shard.
   const ElementRange moments = o_.zero_stage == 1 ? range_ : ElementRange{mine.lo, mine.hi};
   const int64_t offset = moments.begin - range_.begin;
-  st.adam_m = {moments.begin,
-               device_->MomentsOnHost(AdamMoment::kM, offset, moments.size(), &m_host)};
-  st.adam_v = {moments.begin,
-               device_->MomentsOnHost(AdamMoment::kV, offset, moments.size(), &v_host)};
+  st.adam_m = PackedSlice(layout, moments.begin,
+                          device_->MomentsOnHost(AdamMoment::kM, offset, moments.size(), &m_host),
+                          &m_packed);
+  st.adam_v = PackedSlice(layout, moments.begin,
+                          device_->MomentsOnHost(AdamMoment::kV, offset, moments.size(), &v_host),
+                          &v_packed);
   st.adamw.step = device_->optimizer_step();
   st.adamw.beta1 = o_.beta1;
   st.adamw.beta2 = o_.beta2;
@@ -406,8 +391,8 @@ absl::Status Run::Save() {
   if (rank_ == 0) {
     std::printf("mla-train: checkpoint %s (%.2f s)\n", path.c_str(), Since(t0));
     std::fflush(stdout);
-    Log(absl::StrFormat("{\"step\": %d, \"checkpoint\": \"%s\", \"save_s\": %.3f}", step_,
-                        JsonEscape(path), Since(t0)));
+    Log(absl::StrFormat("{\"step\": %d, \"checkpoint\": %s, \"save_s\": %.3f}", step_,
+                        json::Quote(path), Since(t0)));
   }
   return absl::OkStatus();
 }
@@ -531,9 +516,9 @@ absl::Status Run::Loop() {
           "{\"step\": %d, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, \"tokens_per_s\": %s, "
           "\"mfu\": %s, \"comm_share\": %s, \"tokens_seen\": %d, \"skipped_steps\": %d, "
           "\"elapsed_s\": %.3f}",
-          step_, JsonNumber("%.6f", loss), JsonNumber("%.6e", lr), JsonNumber("%.6f", clip.norm),
-          JsonNumber("%.1f", tok_s), JsonNumber("%.4f", mfu),
-          JsonNumber("%.4f", window_comm / window_time), tokens_seen_, skipped_, elapsed));
+          step_, json::Number("%.6f", loss), json::Number("%.6e", lr), json::Number("%.6f", clip.norm),
+          json::Number("%.1f", tok_s), json::Number("%.4f", mfu),
+          json::Number("%.4f", window_comm / window_time), tokens_seen_, skipped_, elapsed));
       window_time = window_comm = 0;
       window_steps = 0;
     }
@@ -545,7 +530,7 @@ absl::Status Run::Loop() {
                     val, std::exp(val));
         std::fflush(stdout);
         Log(absl::StrFormat("{\"step\": %d, \"val_loss\": %.6f, \"val_ppl\": %s}", step_, val,
-                            JsonNumber("%.4f", std::exp(val))));
+                            json::Number("%.4f", std::exp(val))));
       }
     }
     int64_t stop = TakeStopSignal();

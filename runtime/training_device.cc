@@ -1,5 +1,7 @@
 #include "runtime/training_device.h"
 
+#include <algorithm>
+#include <chrono>
 #include <optional>
 #include <utility>
 
@@ -8,18 +10,38 @@
 #include "glog/logging.h"
 #include "layers/cpu/cpu_kernels.h"
 #include "layers/cpu/peak_flops.h"
+#include "layers/device_array.h"
+#include "runtime/create_kernels.h"
 
 namespace mla {
+
+double MeasureGemmPeakGflops(Kernels& kernels, int64_t n) {
+  DeviceArray<float> a(&kernels, n * n), b(&kernels, n * n), c(&kernels, n * n);
+  kernels.Fill(a.data(), 1.0f, n * n);
+  kernels.Fill(b.data(), 0.5f, n * n);
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    kernels.Synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    kernels.LinearForward(a.data(), b.data(), nullptr, c.data(), n, n, n, Epilogue::kNone, false);
+    kernels.Synchronize();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rep > 0 && s > 0) best = std::max(best, 2.0 * n * n * n / s / 1e9);
+  }
+  return best;
+}
+
 namespace {
 
 // Everything in host memory: the CPU kernels' buffers are the host's, so the
 // optim/ code runs on them directly.
 class CpuTrainingDevice final : public TrainingDevice {
  public:
-  explicit CpuTrainingDevice(Communicator* host_comm) : comm_(host_comm) {}
+  CpuTrainingDevice(Communicator* host_comm, std::unique_ptr<Kernels> kernels)
+      : comm_(host_comm), kernels_(std::move(kernels)) {}
 
   absl::string_view name() const override { return "cpu"; }
-  Kernels& kernels() override { return kernels_; }
+  Kernels& kernels() override { return *kernels_; }
   Communicator& buffer_comm() override { return *comm_; }
   absl::Status CheckMemory(const ModelConfig&, const MemoryPlanOptions&, bool) override {
     return absl::OkStatus();
@@ -53,26 +75,23 @@ class CpuTrainingDevice final : public TrainingDevice {
 
  private:
   Communicator* comm_;
-  CpuKernels kernels_;
+  std::unique_ptr<Kernels> kernels_;
   std::optional<AdamW> opt_;
 };
 
 }  // namespace
 
 std::unique_ptr<TrainingDevice> CreateCpuTrainingDevice(Communicator* host_comm) {
-  return std::make_unique<CpuTrainingDevice>(host_comm);
+  return std::make_unique<CpuTrainingDevice>(host_comm, std::make_unique<CpuKernels>());
 }
 
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateTrainingDevice(absl::string_view name,
                                                                      Precision precision,
                                                                      Communicator* host_comm) {
   if (name == "cpu") {
-    if (precision != Precision::kFp32)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--precision=", PrecisionName(precision),
-          " is not supported with --device=cpu (the CPU kernels compute in fp32); use "
-          "--precision=fp32 or --device=cuda"));
-    return CreateCpuTrainingDevice(host_comm);
+    MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> kernels, CreateKernels(name, precision));
+    return std::unique_ptr<TrainingDevice>(
+        std::make_unique<CpuTrainingDevice>(host_comm, std::move(kernels)));
   }
   if (name == "cuda") return CreateCudaTrainingDevice(host_comm, precision);
   return absl::InvalidArgumentError(absl::StrCat("device=", name, ": expected cpu or cuda"));

@@ -38,6 +38,12 @@ namespace mla {
 
 enum class AdamMoment { kM, kV };
 
+// Peak GEMM GFLOP/s of `kernels`: an n×n·n×n LinearForward, best of a few
+// timed runs, on three fp32 n×n operands allocated in the kernels' memory
+// and freed on return (runtime/memory_plan.h counts them as "measurement";
+// devices use n = kPeakGemmSize). The GEMM runs in the kernels' precision.
+double MeasureGemmPeakGflops(Kernels& kernels, int64_t n);
+
 class TrainingDevice {
  public:
   virtual ~TrainingDevice() = default;
@@ -52,7 +58,8 @@ class TrainingDevice {
   // not fit. The CPU answers OK.
   virtual absl::Status CheckMemory(const ModelConfig& config, const MemoryPlanOptions& options,
                                    bool print) = 0;
-  // Peak fp32 GEMM GFLOP/s of this device, measured, for MFU.
+  // Peak GEMM GFLOP/s of this device in the run's precision (the CPU: fp32
+  // sgemm; CUDA: MeasureGemmPeakGflops on its kernels), measured, for MFU.
   virtual double MeasurePeakGflops() = 0;
 
   // AdamW over `range` of the flat parameter buffer (optim/adamw.h
@@ -84,10 +91,11 @@ class TrainingDevice {
 // The CPU device over `host_comm` (which must outlive it).
 std::unique_ptr<TrainingDevice> CreateCpuTrainingDevice(Communicator* host_comm);
 
-// The CUDA device: CudaKernels on this rank's GPU and an NcclCommunicator
-// over `host_comm` (collective). In a build without CUDA (or without NCCL)
-// returns Unimplemented naming what the build lacks; on a machine without a
-// usable GPU, CudaKernels::Create's error.
+// The CUDA device: CudaKernels on this rank's GPU (CreateKernels,
+// runtime/create_kernels.h) and an NcclCommunicator over `host_comm`
+// (collective). In a build without CUDA (or without NCCL) returns
+// Unimplemented naming what the build lacks; on a machine without a usable
+// GPU, CreateKernels' error.
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm,
                                                                          Precision precision);
 

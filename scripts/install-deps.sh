@@ -14,6 +14,12 @@ PACKAGES=(
   libgoogle-glog-dev
   libgtest-dev libgmock-dev
   python3 python3-torch python3-h5py python3-xxhash python3-numpy python3-matplotlib
+  # The mlatrain Python package (tools/python): its tokenizer, and the venv +
+  # build backend its pip-install test uses offline.
+  python3-sentencepiece python3-venv python3-setuptools python3-wheel
+  # Debian's torch and numpy call BLAS through libblas.so.3, which is the
+  # unoptimised reference BLAS unless an optimised one is installed.
+  libopenblas0-pthread
   # Fuzzing (tests/fuzz/run.sh): clang with libFuzzer/ASan runtimes, its OpenMP.
   clang libclang-rt-14-dev libomp-dev
 )

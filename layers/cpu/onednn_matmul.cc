@@ -3,6 +3,7 @@
 #include <functional>
 
 #include "glog/logging.h"
+#include "layers/math/activation_math.h"
 
 namespace mla {
 namespace {
@@ -57,6 +58,20 @@ OnednnMatmul::Entry& OnednnMatmul::Get(const MatmulShape& s) {
 
 void OnednnMatmul::Run(const MatmulShape& s, const float* a, const float* b, const float* bias,
                        float* c) {
+  // oneDNN refuses empty dimensions (it divides by them while dispatching):
+  // an empty C needs nothing, and an empty sum (K == 0) is 0, then the epilogue.
+  if (s.M == 0 || s.N == 0) return;
+  if (s.K == 0) {
+    for (int64_t i = 0; i < s.M; ++i) {
+      for (int64_t j = 0; j < s.N; ++j) {
+        float& y = c[i * s.ldc + j];
+        float v = s.accumulate ? y : 0.0f;
+        if (s.epilogue != Epilogue::kNone) v += bias[j];
+        y = s.epilogue == Epilogue::kBiasGelu ? math::GeluTanh(v) : v;
+      }
+    }
+    return;
+  }
   Entry& e = Get(s);
   e.a.set_data_handle(const_cast<float*>(a));
   e.b.set_data_handle(const_cast<float*>(b));

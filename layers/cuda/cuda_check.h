@@ -1,24 +1,17 @@
 #pragma once
-// Turning CUDA runtime and cuBLAS(Lt) error codes into messages that name the
-// failing call: `CudaStatus`/`CublasStatus` for fallible boundaries
-// (absl::Status), `MLA_CUDA_CHECK`/`MLA_CUBLAS_CHECK` for calls inside the
-// void kernel interface, where a failure is an invariant breach (a bad launch
-// configuration or a device fault) and ends the process with that message.
-// Host code only (g++); thread safe.
+// cuBLAS(Lt) error codes as messages that name the failing call, next to the
+// CUDA runtime's (base/cuda_status.h): `CublasStatus` for fallible boundaries
+// (absl::Status), `MLA_CUBLAS_CHECK` for calls inside the void kernel
+// interface, where a failure is an invariant breach and ends the process with
+// that message. Host code only (g++); thread safe.
 #include <cublasLt.h>
-#include <cuda_runtime.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/cuda_status.h"
 #include "glog/logging.h"
 
 namespace mla::cuda {
-
-inline absl::Status CudaStatus(cudaError_t code, absl::string_view call) {
-  if (code == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrCat(call, ": ", cudaGetErrorName(code), " (", cudaGetErrorString(code), ")"));
-}
 
 inline absl::Status CublasStatus(cublasStatus_t code, absl::string_view call) {
   if (code == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
@@ -26,15 +19,6 @@ inline absl::Status CublasStatus(cublasStatus_t code, absl::string_view call) {
 }
 
 }  // namespace mla::cuda
-
-// `call` is evaluated once; the message names the expression as written.
-#define MLA_CUDA_CHECK(call)                                                          \
-  do {                                                                                \
-    const cudaError_t mla_cuda_code_ = (call);                                        \
-    CHECK(mla_cuda_code_ == cudaSuccess)                                              \
-        << #call << ": " << cudaGetErrorName(mla_cuda_code_) << " ("                  \
-        << cudaGetErrorString(mla_cuda_code_) << ")";                                 \
-  } while (false)
 
 #define MLA_CUBLAS_CHECK(call)                                                        \
   do {                                                                                \

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "layers/cuda/bf16_cast_launch.h"
 #include "layers/cuda/cuda_check.h"
 #include "layers/cuda/elementwise_launch.h"
@@ -57,8 +58,81 @@ absl::StatusOr<std::unique_ptr<CudaKernels>> CudaKernels::Create(
     cudaStreamDestroy(stream);
     return matmul.status();
   }
-  return std::unique_ptr<CudaKernels>(
+  std::unique_ptr<CudaKernels> kernels(
       new CudaKernels(stream, std::move(*matmul), options.precision));
+  kernels->fuse_gelu_ = options.fuse_gelu_epilogues;
+  if (kernels->fuse_gelu_) MLA_RETURN_IF_ERROR(kernels->ProbeGeluEpilogues());
+  return kernels;
+}
+
+absl::Status CudaKernels::ProbeGeluEpilogues() {
+  // Multiples of 1/4 in [-1, 1] with K = 32 (and N = 64 for the backward
+  // product): every product and partial sum is exact in fp32, so the fused and unfused GEMMs give identical
+  // pre-activations and only the GELU evaluations can differ.
+  constexpr int64_t M = 64, N = 64, K = 32;
+  auto quarters = [](int64_t n, int64_t mul) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>((i * mul) % 9 - 4) * 0.25f;
+    return v;
+  };
+  const std::vector<float> x = quarters(M * K, 7), w = quarters(N * K, 5), b = quarters(N, 3),
+                           dy = quarters(M * N, 11), db = quarters(K, 13);
+  std::vector<DeviceBuffer<float>> bufs;
+  auto upload = [&](const std::vector<float>& host) -> absl::StatusOr<float*> {
+    MLA_ASSIGN_OR_RETURN(DeviceBuffer<float> d,
+                         DeviceBuffer<float>::Allocate(static_cast<int64_t>(host.size())));
+    MLA_RETURN_IF_ERROR(CudaStatus(cudaMemcpy(d.data(), host.data(), host.size() * sizeof(float),
+                                              cudaMemcpyHostToDevice),
+                                   "cudaMemcpy (GELU epilogue probe)"));
+    bufs.push_back(std::move(d));
+    return bufs.back().data();
+  };
+  MLA_ASSIGN_OR_RETURN(float* dx, upload(x));
+  MLA_ASSIGN_OR_RETURN(float* dw, upload(w));
+  MLA_ASSIGN_OR_RETURN(float* dbias, upload(b));
+  MLA_ASSIGN_OR_RETURN(float* ddy, upload(dy));
+  MLA_ASSIGN_OR_RETURN(float* ddb, upload(db));
+  MLA_ASSIGN_OR_RETURN(float* pre, upload(std::vector<float>(M * N)));
+  MLA_ASSIGN_OR_RETURN(float* h, upload(std::vector<float>(M * N)));
+  MLA_ASSIGN_OR_RETURN(float* h_ref, upload(std::vector<float>(M * N)));
+  MLA_ASSIGN_OR_RETURN(float* pre_k, upload(quarters(M * K, 17)));
+  MLA_ASSIGN_OR_RETURN(float* dpre, upload(std::vector<float>(M * K)));
+  MLA_ASSIGN_OR_RETURN(float* dpre_ref, upload(std::vector<float>(M * K)));
+  // In the kernels' own precision: quarters are exact in bf16 too, and the
+  // weights (no parameter buffer registered yet) are cast per call.
+  LinearGeluForward(dx, dw, dbias, pre, h, M, N, K);
+  GeluForward(pre, h_ref, M * N);
+  // dpre[M,K] = (dy[M,N]·w[N,K]) ∘ GELU'(pre_k): fused, then the plain GEMM and the kernel.
+  LinearBackwardDGelu(ddy, dw, pre_k, dpre, ddb, M, N, K);
+  LinearBackward(nullptr, dw, ddy, dpre_ref, nullptr, nullptr, M, N, K, false);
+  GeluBackward(pre_k, dpre_ref, dpre_ref, M * K);
+  MLA_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream_), "GELU epilogue probe"));
+  MLA_RETURN_IF_ERROR(gemm_status_);
+  auto worst = [&](const float* a, const float* r, int64_t n) -> absl::StatusOr<double> {
+    std::vector<float> ha(static_cast<size_t>(n)), hr(static_cast<size_t>(n));
+    MLA_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpy(ha.data(), a, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy"));
+    MLA_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpy(hr.data(), r, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy"));
+    double largest = 0, diff = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      largest = std::max(largest, std::fabs(static_cast<double>(hr[i])));
+      diff = std::max(diff, std::fabs(static_cast<double>(ha[i]) - hr[i]));
+      if (!std::isfinite(ha[i])) diff = INFINITY;
+    }
+    constexpr double kEightUlp = 16.0 / (1 << 24);  // 8 ulp = 16 unit roundoffs
+    return diff / (kEightUlp * std::max(largest, 1e-30));
+  };
+  MLA_ASSIGN_OR_RETURN(double forward, worst(h, h_ref, M * N));
+  MLA_ASSIGN_OR_RETURN(double backward, worst(dpre, dpre_ref, M * K));
+  gelu_epilogue_error_ = std::max(forward, backward);
+  if (gelu_epilogue_error_ > 1.0) {
+    fuse_gelu_ = false;
+    LOG(WARNING) << "cuBLASLt's GELU epilogues differ from the shared GELU by "
+                 << gelu_epilogue_error_ << " x 8 ulp (forward " << forward << ", backward "
+                 << backward << "): the MLP uses the unfused GEMM + GELU kernels";
+  }
+  return absl::OkStatus();
 }
 
 CudaKernels::~CudaKernels() {
@@ -152,11 +226,10 @@ const void* CudaKernels::GemmWeight(const float* w, int64_t n) {
   return GemmInput(w, n, 1, n, kSlotWeight).data;
 }
 
-void CudaKernels::RowGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                          const void* A, int64_t lda, int64_t stride_a, const void* B,
-                          int64_t ldb, int64_t stride_b, bool accumulate, float* C, int64_t ldc,
-                          int64_t stride_c, int batch) {
-  const MatmulType type = gemm_type();
+void CudaKernels::RowGemm(MatmulType type, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                          float alpha, const void* A, int64_t lda, int64_t stride_a,
+                          const void* B, int64_t ldb, int64_t stride_b, bool accumulate,
+                          float* C, int64_t ldc, int64_t stride_c, int batch) {
   const int bytes = MatmulTypeBytes(type);
   // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ with the
   // same transpose flags: swap the operands.
@@ -183,12 +256,28 @@ void CudaKernels::RowGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
   args.b = A;
   args.c = C;
   args.alpha = alpha;
-  matmul_->Run(key, args);
+  Gemm(key, args);
+}
+
+bool CudaKernels::Gemm(const MatmulKey& key, const MatmulArgs& args) {
+  absl::StatusOr<bool> ran = matmul_->Run(key, args);
+  if (ran.ok()) return *ran;
+  if (gemm_status_.ok()) gemm_status_ = ran.status();
+  LOG_FIRST_N(ERROR, 8) << ran.status().message();
+  // Poison D (column-major m×n, leading dimension ldc, per batch) with NaN
+  // so no plausible number flows on from the unwritten product.
+  for (int b = 0; b < key.batch; ++b) {
+    float* d = static_cast<float*>(args.c) + b * key.stride_c;
+    MLA_CUDA_CHECK(cudaMemset2DAsync(d, key.ldc * sizeof(float), 0xFF, key.m * sizeof(float),
+                                     key.n, stream_));
+  }
+  return true;
 }
 
 void CudaKernels::LinearForward(const float* x, const float* w, const float* bias, float* y,
                                 int64_t M, int64_t N, int64_t K, Epilogue epilogue,
                                 bool accumulate) {
+  if (M == 0 || N == 0) return;  // y is empty
   const void* wa = GemmWeight(w, N * K);
   const void* xa = GemmInput(x, K, M, K, kSlotX).data;
   RunLinearForward(xa, wa, bias, y, M, N, K, epilogue, accumulate);
@@ -206,17 +295,23 @@ void CudaKernels::RunLinearForward(const void* x, const void* w, const float* bi
   args.b = x;
   args.c = y;
   args.bias = const_cast<float*>(bias);
-  if (fused != MatmulEpilogue::kDefault && PointerAlignment(bias) >= kEpilogueVectorAlignment) {
+  if (fused != MatmulEpilogue::kDefault && K > 0 &&
+      PointerAlignment(bias) >= kEpilogueVectorAlignment) {
     MatmulKey key = LinearForwardKey(M, N, K, fused, accumulate, x, w, bias, y);
     key.type = gemm_type();
-    if (matmul_->Run(key, args)) return;
+    if (Gemm(key, args)) return;
   }
-  // Unfused: plain GEMM, then bias and GELU kernels.
+  // Unfused: plain GEMM (or, with K == 0, the empty product's zeros), then
+  // bias and GELU kernels.
   args.bias = nullptr;
-  MatmulKey key =
-      LinearForwardKey(M, N, K, MatmulEpilogue::kDefault, accumulate, x, w, nullptr, y);
-  key.type = gemm_type();
-  matmul_->Run(key, args);
+  if (K == 0) {
+    if (!accumulate) Fill(y, 0.0f, M * N);
+  } else {
+    MatmulKey key =
+        LinearForwardKey(M, N, K, MatmulEpilogue::kDefault, accumulate, x, w, nullptr, y);
+    key.type = gemm_type();
+    Gemm(key, args);
+  }
   if (epilogue != Epilogue::kNone)
     Launched(launch::AddBiasRows(bias, y, M, N, stream_), "AddBiasRowsKernel");
   if (epilogue == Epilogue::kBiasGelu)
@@ -231,12 +326,24 @@ void CudaKernels::RunLinearBackwardData(const void* dy, const void* w, float* dx
   args.c = dx;
   MatmulKey key = LinearBackwardDataKey(M, N, K, accumulate, dy, w, dx);
   key.type = gemm_type();
-  matmul_->Run(key, args);
+  Gemm(key, args);
 }
 
 void CudaKernels::LinearBackward(const float* x, const float* w, const float* dy, float* dx,
                                  float* dw, float* db, int64_t M, int64_t N, int64_t K,
                                  bool accumulate_dx) {
+  // Empty products: the fused bias gradients below write scratch that is then
+  // added to db, so a product cuBLASLt skips must not reach them.
+  if (M == 0) return;  // dx has no rows; dw and db gain nothing
+  if (N == 0) {        // dx = (dx +) 0·w; dw and db are empty
+    if (dx != nullptr && !accumulate_dx) Fill(dx, 0.0f, M * K);
+    return;
+  }
+  if (K == 0) {  // dx and dw are empty; db += Σ_rows dy
+    if (db != nullptr)
+      Launched(launch::ColumnSumAccumulate(dy, M, N, N, db, stream_), "ColumnReduceKernel");
+    return;
+  }
   // dy is an operand of both products: cast once.
   const void* dya = (dx != nullptr || dw != nullptr) ? GemmInput(dy, N, M, N, kSlotDy).data
                                                      : nullptr;
@@ -254,9 +361,8 @@ void CudaKernels::LinearBackward(const float* x, const float* w, const float* dy
       // BGRADB writes (not adds) the bias gradient: into scratch, added below.
       float* scratch = bias_grad_.Reserve(N);
       args.bias = scratch;
-      if (matmul_->Run(LinearBackwardWeightKey(M, N, K, MatmulEpilogue::kBGradB, xa, dya, dw,
-                                               scratch),
-                       args)) {
+      if (Gemm(LinearBackwardWeightKey(M, N, K, MatmulEpilogue::kBGradB, xa, dya, dw, scratch),
+               args)) {
         Launched(launch::Add(scratch, db, N, stream_), "AddKernel");
         db_done = true;
       }
@@ -266,7 +372,7 @@ void CudaKernels::LinearBackward(const float* x, const float* w, const float* dy
       MatmulKey key =
           LinearBackwardWeightKey(M, N, K, MatmulEpilogue::kDefault, xa, dya, dw, nullptr);
       key.type = gemm_type();
-      matmul_->Run(key, args);
+      Gemm(key, args);
     }
   }
   if (db != nullptr && !db_done)
@@ -275,6 +381,8 @@ void CudaKernels::LinearBackward(const float* x, const float* w, const float* dy
 
 void CudaKernels::LinearGeluForward(const float* x, const float* w, const float* bias, float* pre,
                                     float* h, int64_t M, int64_t N, int64_t K) {
+  if (M == 0 || N == 0) return;  // pre and h are empty
+  if (!fuse_gelu_) return Kernels::LinearGeluForward(x, w, bias, pre, h, M, N, K);
   const void* wa = GemmWeight(w, N * K);
   const void* xa = GemmInput(x, K, M, K, kSlotX).data;
   MatmulArgs args;
@@ -285,13 +393,13 @@ void CudaKernels::LinearGeluForward(const float* x, const float* w, const float*
   args.aux = pre;
   args.ld_aux = N;
   // cuBLASLt wants the aux leading dimension divisible by 8.
-  if (N % 8 == 0 && PointerAlignment(bias) >= kEpilogueVectorAlignment &&
+  if (N % 8 == 0 && K > 0 && PointerAlignment(bias) >= kEpilogueVectorAlignment &&
       PointerAlignment(pre) >= kEpilogueVectorAlignment) {
     MatmulKey key =
         LinearForwardKey(M, N, K, MatmulEpilogue::kGeluAuxBias, false, xa, wa, bias, h);
     key.type = gemm_type();
     key.align_aux = PointerAlignment(pre);
-    if (matmul_->Run(key, args)) return;
+    if (Gemm(key, args)) return;
   }
   RunLinearForward(xa, wa, bias, pre, M, N, K, Epilogue::kBias, false);
   GeluForward(pre, h, M * N);
@@ -299,6 +407,12 @@ void CudaKernels::LinearGeluForward(const float* x, const float* w, const float*
 
 void CudaKernels::LinearBackwardDGelu(const float* dy, const float* w, const float* pre,
                                       float* dpre, float* db, int64_t M, int64_t N, int64_t K) {
+  if (M == 0 || K == 0) return;  // dpre is empty; db gains nothing
+  if (!fuse_gelu_) return Kernels::LinearBackwardDGelu(dy, w, pre, dpre, db, M, N, K);
+  if (N == 0) {                  // dpre = 0 ∘ GELU'(pre) = 0; db += 0
+    Fill(dpre, 0.0f, M * K);
+    return;
+  }
   const void* wa = GemmWeight(w, N * K);
   const void* dya = GemmInput(dy, N, M, N, kSlotDy).data;
   // DGELU_BGRAD writes the bias gradient (a sum over the fp32 output, in
@@ -317,7 +431,7 @@ void CudaKernels::LinearBackwardDGelu(const float* dy, const float* w, const flo
     key.epilogue = MatmulEpilogue::kDGeluBGrad;
     key.align_bias = PointerAlignment(scratch);
     key.align_aux = PointerAlignment(pre);
-    if (matmul_->Run(key, args)) {
+    if (Gemm(key, args)) {
       Launched(launch::Add(scratch, db, K, stream_), "AddKernel");
       return;
     }
@@ -431,14 +545,14 @@ void CudaKernels::AttentionForward(const AttentionViews& in, float* y, int64_t l
     const int64_t row0 = static_cast<int64_t>(b) * T;
     float* S = probs + static_cast<int64_t>(b) * H * TT;
     // S_h = scale·Q_h·K_hᵀ for every head h (batch stride D along the row).
-    RowGemm(false, true, T, T, D, in.scale, ops.q.At(row0 * ops.q.ld, t), ops.q.ld, D,
+    RowGemm(t, false, true, T, T, D, in.scale, ops.q.At(row0 * ops.q.ld, t), ops.q.ld, D,
             ops.k.At(row0 * ops.k.ld, t), ops.k.ld, D, false, S, T, TT, H);
   }
   if (in.q_rope != nullptr) {
     // S_h += scale·Q_r,h·K_rᵀ: K_r is shared by the heads, so batch over the
     // sequences (stride T rows) and loop over heads.
     for (int h = 0; h < H; ++h) {
-      RowGemm(false, true, T, T, P, in.scale, ops.q_rope.At(static_cast<int64_t>(h) * P, t),
+      RowGemm(t, false, true, T, T, P, in.scale, ops.q_rope.At(static_cast<int64_t>(h) * P, t),
               ops.q_rope.ld, T * ops.q_rope.ld, ops.k_rope.data, ops.k_rope.ld,
               T * ops.k_rope.ld, true, probs + h * TT, T, H * TT, B);
     }
@@ -449,7 +563,7 @@ void CudaKernels::AttentionForward(const AttentionViews& in, float* y, int64_t l
   const Operand p = GemmInput(probs, TT, static_cast<int64_t>(B) * H, TT, kSlotScores);
   for (int b = 0; b < B; ++b) {
     const int64_t row0 = static_cast<int64_t>(b) * T;
-    RowGemm(false, false, T, D, T, 1.0f, p.At(static_cast<int64_t>(b) * H * TT, t), T, TT,
+    RowGemm(t, false, false, T, D, T, 1.0f, p.At(static_cast<int64_t>(b) * H * TT, t), T, TT,
             ops.v.At(row0 * ops.v.ld, t), ops.v.ld, D, false, y + row0 * ld_y, ld_y, D, H);
   }
 }
@@ -472,9 +586,9 @@ void CudaKernels::AttentionBackward(const AttentionViews& in, const float* probs
     float* dSb = dS + static_cast<int64_t>(b) * H * TT;
     const void* dYb = dya.At(row0 * dya.ld, t);
     // dP = dY·Vᵀ;  dV = Pᵀ·dY
-    RowGemm(false, true, T, T, D, 1.0f, dYb, dya.ld, D, ops.v.At(row0 * ops.v.ld, t), ops.v.ld,
+    RowGemm(t, false, true, T, T, D, 1.0f, dYb, dya.ld, D, ops.v.At(row0 * ops.v.ld, t), ops.v.ld,
             D, false, dSb, T, TT, H);
-    RowGemm(true, false, T, D, T, 1.0f, Pb, T, TT, dYb, dya.ld, D, false, g.dv + row0 * g.ld_dv,
+    RowGemm(t, true, false, T, D, T, 1.0f, Pb, T, TT, dYb, dya.ld, D, false, g.dv + row0 * g.ld_dv,
             g.ld_dv, D, H);
   }
   Launched(launch::CausalSoftmaxBackward(probs, dS, static_cast<int64_t>(B) * H * T, T, stream_),
@@ -486,13 +600,13 @@ void CudaKernels::AttentionBackward(const AttentionViews& in, const float* probs
     const int64_t row0 = static_cast<int64_t>(b) * T;
     const void* dSb = ds.At(static_cast<int64_t>(b) * H * TT, t);
     // dQ = scale·dS·K;  dK = scale·dSᵀ·Q
-    RowGemm(false, false, T, D, T, in.scale, dSb, T, TT, ops.k.At(row0 * ops.k.ld, t), ops.k.ld,
+    RowGemm(t, false, false, T, D, T, in.scale, dSb, T, TT, ops.k.At(row0 * ops.k.ld, t), ops.k.ld,
             D, false, g.dq + row0 * g.ld_dq, g.ld_dq, D, H);
-    RowGemm(true, false, T, D, T, in.scale, dSb, T, TT, ops.q.At(row0 * ops.q.ld, t), ops.q.ld,
+    RowGemm(t, true, false, T, D, T, in.scale, dSb, T, TT, ops.q.At(row0 * ops.q.ld, t), ops.q.ld,
             D, false, g.dk + row0 * g.ld_dk, g.ld_dk, D, H);
     if (in.q_rope != nullptr) {
       // Per-head parts of dK_r = scale·dS_hᵀ·Q_r,h, summed over heads below.
-      RowGemm(true, false, T, P, T, in.scale, dSb, T, TT, ops.q_rope.At(row0 * ops.q_rope.ld, t),
+      RowGemm(t, true, false, T, P, T, in.scale, dSb, T, TT, ops.q_rope.At(row0 * ops.q_rope.ld, t),
               ops.q_rope.ld, P, false, dkr_parts + static_cast<int64_t>(b) * H * T * P, P,
               static_cast<int64_t>(T) * P, H);
     }
@@ -501,7 +615,7 @@ void CudaKernels::AttentionBackward(const AttentionViews& in, const float* probs
     // dQ_r,h = scale·dS_h·K_r: K_r is shared by the heads, so batch over the
     // sequences per head.
     for (int h = 0; h < H; ++h) {
-      RowGemm(false, false, T, P, T, in.scale, ds.At(h * TT, t), T, H * TT, ops.k_rope.data,
+      RowGemm(t, false, false, T, P, T, in.scale, ds.At(h * TT, t), T, H * TT, ops.k_rope.data,
               ops.k_rope.ld, T * ops.k_rope.ld, false, g.dq_rope + static_cast<int64_t>(h) * P,
               g.ld_dq_rope, T * g.ld_dq_rope, B);
     }

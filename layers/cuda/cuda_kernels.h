@@ -45,7 +45,8 @@
 // asynchronous on the object's stream, except SoftmaxCrossEntropy and
 // SumOfSquares, which return host values and so wait for the stream. Launch
 // and library failures inside the void interface are invariant breaches:
-// CHECK-fail with a message naming the kernel or call. Owns its stream,
+// CHECK-fail with a message naming the kernel or call, except a GEMM that
+// cuBLASLt has no algorithm for (status() below). Owns its stream,
 // cuBLASLt handle, workspace, weight shadow and grow-only scratch. Not thread
 // safe.
 #include <array>
@@ -56,16 +57,21 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/adamw_math.h"
 #include "layers/cuda/device_buffer.h"
 #include "layers/cuda/lt_matmul.h"
 #include "layers/kernels.h"
-#include "layers/math/adamw_math.h"
 #include "layers/precision.h"
 
 namespace mla::cuda {
 
 struct CudaKernelsOptions {
   Precision precision = Precision::kFp32;  // GEMM operand type (see above)
+  // cuBLASLt's GELU epilogues (GELU_AUX_BIAS, DGELU_BGRAD) for the MLP. Even
+  // when asked for, Create turns them off if its probe (gelu_epilogue_error)
+  // finds them further than 8 ulp from the shared GELU: their accuracy is
+  // not documented.
+  bool fuse_gelu_epilogues = true;
 };
 
 class CudaKernels final : public Kernels {
@@ -124,7 +130,12 @@ class CudaKernels final : public Kernels {
   // the up-projection's activation and bias gradients.
   void LinearBackwardDGelu(const float* dy, const float* w, const float* pre, float* dpre,
                            float* db, int64_t M, int64_t N, int64_t K) override;
-  bool fuses_gelu_epilogues() const override { return true; }
+  bool fuses_gelu_epilogues() const override { return fuse_gelu_; }
+  // The probe at Create: the largest difference between cuBLASLt's GELU and
+  // DGELU epilogues and the shared GELU kernels on the same pre-activations
+  // (exact inputs, so the GEMMs agree bit for bit), in units of 8 ulp of the
+  // largest output; above 1 the epilogues are off. 0 when not probed.
+  double gelu_epilogue_error() const { return gelu_epilogue_error_; }
   // Σ x² in double (waits for the stream).
   double SumOfSquares(const float* x, int64_t n);
   void Scale(float* x, float s, int64_t n);
@@ -152,6 +163,11 @@ class CudaKernels final : public Kernels {
   absl::Status SetParameterBuffer(const float* params, int64_t n);
   void RefreshLowPrecisionWeights();
 
+  // The first GEMM cuBLASLt had no algorithm for (a FailedPrecondition naming
+  // its shape, type and alignments), OK otherwise. Such a GEMM leaves NaN in
+  // its output instead of ending the process; the training device returns
+  // this status at the next gradient-norm step, and the parity tests check it.
+  const absl::Status& status() const { return gemm_status_; }
   Precision precision() const { return precision_; }
   cudaStream_t stream() const { return stream_; }
   const LtMatmul& matmul() const { return *matmul_; }
@@ -191,10 +207,18 @@ class CudaKernels final : public Kernels {
   void RunLinearBackwardData(const void* dy, const void* w, float* dx, int64_t M, int64_t N,
                              int64_t K, bool accumulate);
   // Row-major C[M,N] (= or +=) alpha·op(A)·op(B), `batch` products `stride_*`
-  // elements apart (the CPU path's sgemm, batched); A and B in gemm_type().
-  void RowGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A,
-               int64_t lda, int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b,
-               bool accumulate, float* C, int64_t ldc, int64_t stride_c, int batch);
+  // elements apart (the CPU path's sgemm, batched); A and B of `type`
+  // (gemm_type() for operands made by GemmInput, kF32 for fp32 pointers).
+  void RowGemm(MatmulType type, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+               const void* A, int64_t lda, int64_t stride_a, const void* B, int64_t ldb,
+               int64_t stride_b, bool accumulate, float* C, int64_t ldc, int64_t stride_c,
+               int batch);
+  // Measures gelu_epilogue_error_ and sets fuse_gelu_ from it.
+  absl::Status ProbeGeluEpilogues();
+  // LtMatmul::Run; a plain GEMM without an algorithm records gemm_status_,
+  // fills D with NaN and counts as run. False: a fused epilogue has no
+  // algorithm (the caller runs the unfused sequence).
+  bool Gemm(const MatmulKey& key, const MatmulArgs& args);
   struct RopeTable {
     DeviceBuffer<float> cos, sin;
     int positions = 0;
@@ -215,6 +239,9 @@ class CudaKernels final : public Kernels {
   int64_t param_count_ = 0;
   DeviceBuffer<uint16_t> param_shadow_;
   std::array<DeviceBuffer<uint16_t>, kSlotCount> bf16_scratch_;
+  absl::Status gemm_status_;
+  bool fuse_gelu_ = true;
+  double gelu_epilogue_error_ = 0;
 
   DeviceBuffer<float> decode_scores_;    // [M·H, max_len]
   DeviceBuffer<float> decode_q_lat_;     // [M, H·R] absorbed queries

@@ -100,6 +100,7 @@ void CudaKernels::DecodeLatentAttention(const DecodeAttentionViews& in, const De
                                         bool absorbed, float* y, int64_t ld_y) {
   const int H = in.H, D = in.D, R = in.R, P = in.P, L = in.cache_len;
   const int64_t C = static_cast<int64_t>(H) * D, HR = static_cast<int64_t>(H) * R;
+  if (b.M == 0) return;
   launch::CacheAttentionArgs a =
       BaseArgs(in, b, decode_scores_.Reserve(b.M * H * std::max(b.max_len, 1)));
   if (in.q_rope != nullptr) {
@@ -112,7 +113,7 @@ void CudaKernels::DecodeLatentAttention(const DecodeAttentionViews& in, const De
     float* q_lat = decode_q_lat_.Reserve(b.M * HR);
     float* o_lat = decode_o_lat_.Reserve(b.M * HR);
     // q̃_h[M, R] = q_h[M, D]·W_uk,h[D, R], batched over the heads.
-    RowGemm(false, false, b.M, R, D, 1.0f, in.q, in.ld_q, D, in.w_uk, R,
+    RowGemm(MatmulType::kF32, false, false, b.M, R, D, 1.0f, in.q, in.ld_q, D, in.w_uk, R,
             static_cast<int64_t>(D) * R, false, q_lat, HR, R, H);
     a.q = q_lat;
     a.ld_q = HR;
@@ -130,7 +131,7 @@ void CudaKernels::DecodeLatentAttention(const DecodeAttentionViews& in, const De
     a.y_head = R;
     Launched(launch::CacheAttention(a, stream_), "CacheAttentionKernel (absorbed MLA)");
     // y_h[M, D] = ō_h[M, R]·W_uv,hᵀ, batched over the heads.
-    RowGemm(false, true, b.M, D, R, 1.0f, o_lat, HR, R, in.w_uv, R, static_cast<int64_t>(D) * R,
+    RowGemm(MatmulType::kF32, false, true, b.M, D, R, 1.0f, o_lat, HR, R, in.w_uv, R, static_cast<int64_t>(D) * R,
             false, y, ld_y, D, H);
     return;
   }
@@ -142,7 +143,7 @@ void CudaKernels::DecodeLatentAttention(const DecodeAttentionViews& in, const De
     const int64_t slot = b.host.slot[s];
     const int len = b.host.pos0[s] + b.host.row0[s + 1] - b.host.row0[s];
     // [K | V] rows of the slot's cached positions, in the slot's block.
-    RowGemm(false, true, len, 2 * C, R, 1.0f, in.latent + slot * L * R, R, 0, in.w_uk, R, 0,
+    RowGemm(MatmulType::kF32, false, true, len, 2 * C, R, 1.0f, in.latent + slot * L * R, R, 0, in.w_uk, R, 0,
             false, expanded + slot * L * 2 * C, 2 * C, 0, 1);
   }
   a.q = in.q;

@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "layers/math/adamw_math.h"
+#include "base/adamw_math.h"
 
 typedef struct CUstream_st* cudaStream_t;
 

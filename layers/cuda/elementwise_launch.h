@@ -4,7 +4,7 @@
 // Abseil; layers/cuda/elementwise.h turns the codes into statuses.
 #include <cstdint>
 
-#include "layers/math/adamw_math.h"
+#include "base/adamw_math.h"
 
 typedef struct CUstream_st* cudaStream_t;
 

@@ -1,5 +1,6 @@
 #include "layers/cuda/lt_matmul.h"
 
+#include "absl/strings/str_cat.h"
 #include "layers/cuda/cuda_check.h"
 
 namespace mla::cuda {
@@ -51,7 +52,7 @@ absl::StatusOr<std::unique_ptr<LtMatmul>> LtMatmul::Create(cudaStream_t stream) 
 }
 
 LtMatmul::~LtMatmul() {
-  for (auto& [key, plan] : plans_) Destroy(plan);
+  plans_.Clear();
   cublasLtDestroy(handle_);
 }
 
@@ -76,8 +77,16 @@ void LtMatmul::SetPointers(const Plan& plan, const MatmulKey& key, const MatmulA
 }
 
 LtMatmul::Plan& LtMatmul::GetPlan(const MatmulKey& key, const MatmulArgs& args) {
-  auto it = plans_.find(key);
-  if (it != plans_.end()) return it->second;
+  if (Plan* cached = plans_.Find(key)) return *cached;
+  // Decoding evicts by design; a training step that needs more plans than
+  // the cache holds would re-plan every step, so say when eviction starts.
+  LOG_IF(WARNING, plans_.size() == plans_.capacity() && plans_.evictions() == 0)
+      << "cuBLASLt plan cache full (" << plans_.capacity()
+      << " plans): evicting the least recently used from now on";
+  return plans_.Insert(key, MakePlan(key, args));
+}
+
+LtMatmul::Plan LtMatmul::MakePlan(const MatmulKey& key, const MatmulArgs& args) {
   Plan plan;
   const cudaDataType_t type = ToCuda(key.type);  // of A and B
   MLA_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -121,16 +130,18 @@ LtMatmul::Plan& LtMatmul::GetPlan(const MatmulKey& key, const MatmulArgs& args) 
   cublasLtMatmulPreferenceDestroy(pref);
   plan.supported = st == CUBLAS_STATUS_SUCCESS && found > 0;
   if (plan.supported) plan.algo = result.algo;
-  CHECK(plan.supported || key.epilogue != MatmulEpilogue::kDefault)
-      << "cublasLtMatmulAlgoGetHeuristic found no algorithm (" << cublasLtGetStatusString(st)
-      << ") for " << MatmulKeyToString(key);
-  return plans_.emplace(key, plan).first->second;
+  plan.heuristic_status = st;
+  return plan;
 }
 
-bool LtMatmul::Run(const MatmulKey& key, const MatmulArgs& args) {
+absl::StatusOr<bool> LtMatmul::Run(const MatmulKey& key, const MatmulArgs& args) {
   if (key.m == 0 || key.n == 0) return true;
   Plan& plan = GetPlan(key, args);
-  if (!plan.supported) return false;
+  if (!plan.supported && key.epilogue != MatmulEpilogue::kDefault) return false;
+  if (!plan.supported)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cuBLASLt has no algorithm (cublasLtMatmulAlgoGetHeuristic: ",
+        cublasLtGetStatusString(plan.heuristic_status), ") for ", MatmulKeyToString(key)));
   SetPointers(plan, key, args);
   const float beta = key.accumulate ? 1.0f : 0.0f;
   const cublasStatus_t st =

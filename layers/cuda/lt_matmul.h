@@ -4,13 +4,19 @@
 // the first call with a MatmulKey and reused for every later call with an
 // equal key, so steady-state training only sets pointers and launches. All
 // plans share one workspace (cuBLASLt needs it only during the call, and every
-// call is on the same stream).
+// call is on the same stream). The cache keeps the kMaxPlans most recently
+// used plans (layers/cuda/lru_cache.h): training needs a few dozen, while
+// decoding meets a new shape at every cache length and would otherwise grow
+// it without bound. Plans are host objects read when a call is enqueued, so
+// evicting one does not wait for the stream.
 //
 // Epilogues (bias, GELU with or without aux, DGELU+bias-gradient,
 // bias-gradient of B) are requested through the key; when the heuristic has no
 // algorithm for a fused epilogue on this shape, alignment or type, Run returns
 // false and the caller runs the unfused sequence (plain GEMM + kernels). A
-// plain GEMM without an algorithm is an error (CHECK naming the call and key).
+// plain GEMM without an algorithm (e.g. operands whose alignment no kernel
+// accepts) is a FailedPrecondition status naming the shape, type and
+// alignments; the output is left unwritten.
 //
 // Every GEMM computes in CUBLAS_COMPUTE_32F with fp32 alpha/beta and fp32 C/D
 // (and so fp32 bias and aux, which follow D's type). The key's type is that
@@ -22,9 +28,9 @@
 #include <cstdint>
 #include <memory>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "layers/cuda/device_buffer.h"
+#include "layers/cuda/lru_cache.h"
 #include "layers/cuda/matmul_key.h"
 
 namespace mla::cuda {
@@ -43,6 +49,7 @@ struct MatmulArgs {
 class LtMatmul {
  public:
   static constexpr int64_t kWorkspaceBytes = 32 << 20;
+  static constexpr size_t kMaxPlans = 512;
 
   static absl::StatusOr<std::unique_ptr<LtMatmul>> Create(cudaStream_t stream);
   ~LtMatmul();
@@ -50,10 +57,14 @@ class LtMatmul {
   LtMatmul& operator=(const LtMatmul&) = delete;
 
   // Runs D = α·op(A)·op(B) (+ C) with the key's epilogue. Returns false (and
-  // does nothing) only when a fused epilogue has no algorithm.
-  bool Run(const MatmulKey& key, const MatmulArgs& args);
+  // does nothing) when a fused epilogue has no algorithm; an error when a
+  // plain GEMM has none. m == 0 or n == 0 (an empty D) runs nothing and
+  // returns true; the caller owns what an empty product means for a bias
+  // gradient (nothing to add). Failures of the launch itself CHECK-fail.
+  absl::StatusOr<bool> Run(const MatmulKey& key, const MatmulArgs& args);
 
   int64_t cached_plans() const { return static_cast<int64_t>(plans_.size()); }
+  int64_t evicted_plans() const { return plans_.evictions(); }
   void* workspace() const { return workspace_.data(); }
 
  private:
@@ -62,17 +73,19 @@ class LtMatmul {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
     bool supported = false;
+    cublasStatus_t heuristic_status = CUBLAS_STATUS_SUCCESS;  // why not, when unsupported
   };
   LtMatmul(cublasLtHandle_t handle, cudaStream_t stream, DeviceBuffer<uint8_t> workspace)
       : handle_(handle), stream_(stream), workspace_(std::move(workspace)) {}
   Plan& GetPlan(const MatmulKey& key, const MatmulArgs& args);
+  Plan MakePlan(const MatmulKey& key, const MatmulArgs& args);
   void SetPointers(const Plan& plan, const MatmulKey& key, const MatmulArgs& args);
   static void Destroy(Plan& plan);
 
   cublasLtHandle_t handle_;
   cudaStream_t stream_;
   DeviceBuffer<uint8_t> workspace_;
-  absl::flat_hash_map<MatmulKey, Plan> plans_;
+  LruCache<MatmulKey, Plan> plans_{kMaxPlans, &LtMatmul::Destroy};
 };
 
 }  // namespace mla::cuda

@@ -9,7 +9,7 @@
 #include <bit>
 #endif
 
-#include "layers/math/host_device.h"
+#include "base/host_device.h"
 
 namespace mla::math {
 

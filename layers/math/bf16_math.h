@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "layers/math/host_device.h"
+#include "base/host_device.h"
 
 namespace mla::math {
 

@@ -18,6 +18,7 @@
 #include "checkpoint/writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/model_checkpoint.h"
 #include "runtime/model_config.h"
 #include "runtime/parameter_layout.h"
 #include "tests/checkpoint/test_state.h"
@@ -60,7 +61,7 @@ class ToolTest : public ::testing::Test {
   void SetUp() override {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     dir_ = testing::SharedTempDir(MPI_COMM_SELF);
-    for (const ParamSpec& p : BuildParameterLayout(SmallModel()).params) layout_.push_back({p.name, p.shape, p.offset});
+    for (const TensorSpec& t : TensorSpecs(BuildParameterLayout(SmallModel()))) layout_.push_back(t);
     path_ = Save(dir_ + "/a", testing::Buffers(testing::Total(layout_)));
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }

@@ -103,8 +103,7 @@ TEST_P(CudaTrainingStepTest, WholeStepMatchesCpuWithinRounding) {
     ASSERT_NEAR(gg_clipped[i], gg[i] * clip_g->scale, 2 * kU * std::fabs(gg[i])) << i;
 
   // AdamW on identical inputs: the CPU's parameters and clipped gradients.
-  std::vector<DecaySegment> segments;
-  for (const ParamSpec& p : cpu->layout().params) segments.push_back({p.offset, p.numel, p.decay});
+  const std::vector<DecaySegment> segments = DecaySegments(cpu->layout());
   AdamWConfig ac;
   ac.weight_decay = 0.1f;
   AdamW opt = *AdamW::Create(ac, ElementRange{0, n}, segments);

@@ -4,16 +4,20 @@
 //   parameters: wte 128 + wpe 32 + ln1 16 + w_qkv 192 + b_qkv 24 + w_o 64 +
 //               b_o 8 + ln2 16 + w_fc 256 + b_fc 32 + w_proj 256 + b_proj 8 +
 //               ln_f 16 = 1048
+//   optimizer:  m and v (4 bytes each) and the decay mask (1 byte) per
+//               value = 9 bytes a value
 //   activations (values): block ln1/x_mid/ln2 96, fc_pre/fc_act 256, y 32,
-//               probs 32, qkv 96 = 512; shared scratch d_ln 32, d_fc 128,
-//               d_y 32, d_qkv 96 = 288; residuals 64 + ln_f/d_lnf/d_res 96 =
-//               160; CUDA scratch d_scores 32 + bias gradient 32 = 64
-//               → 1024 tensor values;
-//               fp32: LN stats 16 + ln_f stats 8 + logits 64 + row loss 4 = 92;
-//               token ids 8.
+//               probs 32, qkv 96 = 512; LN stats 16; shared scratch d_ln 32,
+//               d_fc 128, d_y 32, d_qkv 96 = 288; residuals 64 + ln_f/d_lnf/
+//               d_res 96 = 160; ln_f stats 8; logits 64; token ids 8
+//               → 1056 values
+//   kernel scratch (values): d_scores 32 + bias gradient 32 + row loss 4 = 68
+//   measurement: three fp32 4096×4096 operands (192 MiB); bf16 adds two
+//               bf16 copies (64 MiB)
 #include "runtime/memory_plan.h"
 
 #include "gtest/gtest.h"
+#include "runtime/gpt_model.h"
 
 namespace mla {
 namespace {
@@ -36,11 +40,10 @@ MemoryPlanOptions NoWorkspace() {
   return o;
 }
 
-TEST(MemoryPlanTest, ActivationCountsMatchHandCount) {
-  const ActivationCounts a = CountActivations(Tiny(), 1, 4);
-  EXPECT_EQ(a.tensor_values, 1024);
-  EXPECT_EQ(a.fp32_values, 92);
-  EXPECT_EQ(a.token_ids, 8);
+constexpr int64_t kMeasurementFp32 = int64_t{192} << 20;
+
+TEST(MemoryPlanTest, ActivationBytesMatchHandCount) {
+  EXPECT_EQ(GptModel::ActivationBytes(Tiny(), 1, 4), 1056 * 4);
 }
 
 TEST(MemoryPlanTest, Fp32PlanCountsFourBytesPerValue) {
@@ -48,20 +51,23 @@ TEST(MemoryPlanTest, Fp32PlanCountsFourBytesPerValue) {
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->parameter_bytes, 1048 * 4);
   EXPECT_EQ(plan->gradient_bytes, 1048 * 4);
-  EXPECT_EQ(plan->optimizer_bytes, 1048 * 8);
-  EXPECT_EQ(plan->activation_bytes, (1024 + 92 + 8) * 4);
-  EXPECT_EQ(plan->total_bytes(), 1048 * 16 + 1124 * 4);
+  EXPECT_EQ(plan->optimizer_bytes, 1048 * 9);
+  EXPECT_EQ(plan->activation_bytes, 1056 * 4);
+  EXPECT_EQ(plan->kernel_scratch_bytes, 68 * 4);
+  EXPECT_EQ(plan->measurement_bytes, kMeasurementFp32);
+  EXPECT_EQ(plan->total_bytes(), 1048 * 17 + (1056 + 68) * 4 + kMeasurementFp32);
 }
 
-TEST(MemoryPlanTest, Bf16AddsTheWeightCopyAndKeepsFp32Activations) {
+TEST(MemoryPlanTest, Bf16AddsTheWeightCopyAndTheMeasurementsOperandCopies) {
   MemoryPlanOptions o = NoWorkspace();
   o.precision = Precision::kBf16;
   auto plan = ComputeMemoryPlan(Tiny(), o);
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->parameter_bytes, 1048 * 6);
   EXPECT_EQ(plan->gradient_bytes, 1048 * 4);
-  EXPECT_EQ(plan->optimizer_bytes, 1048 * 8);
-  EXPECT_EQ(plan->activation_bytes, (1024 + 92 + 8) * 4);  // bf16 storage: not supported yet
+  EXPECT_EQ(plan->optimizer_bytes, 1048 * 9);
+  EXPECT_EQ(plan->activation_bytes, 1056 * 4);  // bf16 storage: not supported yet
+  EXPECT_EQ(plan->measurement_bytes, kMeasurementFp32 + (int64_t{64} << 20));
 }
 
 // 1048 values = 66 blocks of 16 over 4 ranks: rank 0 holds 17 blocks (272 values).
@@ -71,7 +77,7 @@ TEST(MemoryPlanTest, Zero1ShardsOptimizerStateByLargestShard) {
   o.world_size = 4;
   auto plan = ComputeMemoryPlan(Tiny(), o);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_EQ(plan->optimizer_bytes, 272 * 8);
+  EXPECT_EQ(plan->optimizer_bytes, 272 * 9);
   EXPECT_EQ(plan->parameter_bytes, 1048 * 4);
 }
 
@@ -82,7 +88,8 @@ TEST(MemoryPlanTest, ActivationsScaleWithBatch) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(b->parameter_bytes, a->parameter_bytes);
   // Everything per row doubles; the bias-gradient scratch (32 values) does not.
-  EXPECT_EQ(b->activation_bytes, 2 * a->activation_bytes - 32 * 4);
+  EXPECT_EQ(b->activation_bytes, 2 * a->activation_bytes);
+  EXPECT_EQ(b->kernel_scratch_bytes, 2 * a->kernel_scratch_bytes - 32 * 4);
 }
 
 TEST(MemoryPlanTest, WorkspaceIsCountedOnce) {
@@ -106,8 +113,17 @@ TEST(MemoryPlanTest, FitsWhenTotalIsAvailable) {
   EXPECT_TRUE(CheckMemoryPlanFits(*plan, plan->total_bytes()).ok());
 }
 
+TEST(MemoryPlanTest, KnownPeakSkipsTheMeasurement) {
+  MemoryPlanOptions o = NoWorkspace();
+  o.measure_peak = false;
+  auto plan = ComputeMemoryPlan(Tiny(), o);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->measurement_bytes, 0);
+}
+
 TEST(MemoryPlanTest, TooSmallDeviceFailsNamingLargestPart) {
   MemoryPlanOptions o;  // the 32 MiB workspace dominates this tiny model
+  o.measure_peak = false;
   auto plan = ComputeMemoryPlan(Tiny(), o);
   ASSERT_TRUE(plan.ok());
   const absl::Status s = CheckMemoryPlanFits(*plan, plan->total_bytes() - 1);
@@ -120,10 +136,10 @@ TEST(MemoryPlanTest, FormatListsEveryCategoryInMiB) {
   plan.parameter_bytes = 3 << 20;
   plan.activation_bytes = 1 << 19;
   const std::string s = FormatMemoryPlan(plan);
-  EXPECT_NE(s.find("parameters          3.0 MiB"), std::string::npos) << s;
-  EXPECT_NE(s.find("activations         0.5 MiB"), std::string::npos) << s;
-  EXPECT_NE(s.find("total               3.5 MiB"), std::string::npos) << s;
-  for (const char* name : {"gradients", "optimizer", "workspace"})
+  EXPECT_NE(s.find("parameters            3.0 MiB"), std::string::npos) << s;
+  EXPECT_NE(s.find("activations           0.5 MiB"), std::string::npos) << s;
+  EXPECT_NE(s.find("total                 3.5 MiB"), std::string::npos) << s;
+  for (const char* name : {"gradients", "optimizer", "kernel scratch", "measurement", "workspace"})
     EXPECT_NE(s.find(name), std::string::npos) << name;
 }
 

@@ -169,6 +169,41 @@ TEST_F(DamagedShardCli, TokenIdAtOrAboveVocab) {
   ExpectCleanFailure(Inspect(), path_, "token id 3 at position 2 is >= vocab size 3");
 }
 
+TEST(MlaDataCli, BadGrammarFileNamesFileAndLine) {
+  std::string dir = testing_util::FreshDir();
+  std::string path = dir + "/mine.grammar";
+  std::ofstream(path) << "grammar 1\nsentence s\n  {Hero} ran.\nstory\n  section m\n  say s\n";
+  ExpectCleanFailure(RunMlaData({"stories", "--grammar=" + path, "--count=10", "--out=" + dir}),
+                     path + ":3", "unknown variable '{Hero}'");
+}
+
+TEST(MlaDataCli, UserGrammarFileGeneratesStories) {
+  std::string dir = testing_util::FreshDir();
+  std::ofstream(dir + "/mine.grammar")
+      << "grammar 1\nlist names\n  Ann | Bo | Cy | Di\nsentence s\n  {N} {ran|sat|sang}.\n"
+         "story\n  set N = {@names}\n  section m\n  say s\n";
+  Result r = RunMlaData({"stories", "--grammar=" + dir + "/mine.grammar", "--count=12",
+                         "--context_stories=0", "--out=" + dir});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("12 stories"));
+  EXPECT_THAT(r.output, HasSubstr("sentence templates used 1 of 1, distinct sentence frames 3"));
+  std::string text = ReadBytes(dir + "/stories.txt");
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 12);
+}
+
+TEST(MlaDataCli, StoriesV2ReportsContextSensitivityAgainstV1) {
+  std::string dir = testing_util::FreshDir();
+  Result r = RunMlaData({"stories", "--grammar=v2", "--count=300", "--context_stories=300",
+                         "--out=" + dir});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("grammar v2"));
+  EXPECT_THAT(r.output, HasSubstr("median"));
+  EXPECT_THAT(r.output, HasSubstr("p90"));
+  EXPECT_THAT(r.output, HasSubstr("context    sensitivity"));
+  EXPECT_THAT(r.output, HasSubstr("v1 (reference)"));
+  EXPECT_THAT(r.output, HasSubstr("ratio v2 / v1"));
+}
+
 TEST(MlaDataCli, UnknownSubcommandFailsWithUsageHint) {
   Result r = RunMlaData({"frobnicate"});
   EXPECT_EQ(r.exit_code, 1);
@@ -178,7 +213,8 @@ TEST(MlaDataCli, UnknownSubcommandFailsWithUsageHint) {
 TEST(MlaDataCli, HelpExplainsSubcommandsAndFlags) {
   Result r = RunMlaData({"--help"});
   for (const char* word : {"stories", "tokenizer", "tokenize", "inspect", "--count", "--seed",
-                           "--vocab_size", "--val_fraction", "--format", "--threads"}) {
+                           "--vocab_size", "--val_fraction", "--format", "--threads", "--grammar",
+                           "--context_stories"}) {
     EXPECT_THAT(r.output, HasSubstr(word));
   }
   EXPECT_THAT(r.output, Not(HasSubstr("No flags matched")));

@@ -3,7 +3,8 @@
 // memory that host code cannot touch, is_host() false) must give the host
 // path's losses, gradients, logits and updated parameters bit for bit (the
 // same kernels run on the same values in the same order), move only token
-// ids per micro-batch, and free all it allocated.
+// ids per micro-batch, free all it allocated, and allocate exactly what the
+// memory plan (runtime/memory_plan.h) says.
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -12,6 +13,8 @@
 #include "layers/cpu/cpu_kernels.h"
 #include "optim/adamw.h"
 #include "runtime/gpt_model.h"
+#include "runtime/memory_plan.h"
+#include "runtime/training_device.h"
 #include "tests/device/fake_device_kernels.h"
 #include "tests/model/test_util.h"
 
@@ -37,8 +40,7 @@ std::unique_ptr<GptModel> MakeModel(const ModelConfig& cfg, Kernels* kernels) {
 // of the parameters and gradients (the model's own buffers stay where they
 // are). Returns the losses.
 std::vector<double> Train(GptModel& model, int steps, int accum, int B, int T) {
-  std::vector<DecaySegment> segments;
-  for (const ParamSpec& p : model.layout().params) segments.push_back({p.offset, p.numel, p.decay});
+  const std::vector<DecaySegment> segments = DecaySegments(model.layout());
   AdamWConfig ac;
   ac.weight_decay = 0.1f;
   AdamW opt = *AdamW::Create(ac, ElementRange{0, model.num_params()}, segments);
@@ -144,6 +146,41 @@ TEST_P(DevicePathModelTest, FusedGeluEpiloguesMatchTheUnfusedBlock) {
   for (float g : gh) gmax = std::max(gmax, std::fabs(g));
   const double tol = 4.0 * cfg.mlp_ratio * cfg.d_model * std::numeric_limits<float>::epsilon() * gmax;
   for (size_t i = 0; i < gh.size(); ++i) ASSERT_NEAR(gh[i], gd[i], tol) << "element " << i;
+}
+
+TEST_P(DevicePathModelTest, MemoryPlanEqualsWhatTheModelAllocates) {
+  // Parameters and gradients when the model is created, activations when it
+  // reserves for a micro-batch, byte for byte as the fake device records
+  // them; a training step then allocates nothing. (Kernel scratch, the peak
+  // measurement and the workspace are CudaKernels' own memory.)
+  const ModelConfig cfg = GetParam().config;
+  const int B = 2, T = 7;
+  MemoryPlanOptions o;
+  o.micro_batch = B;
+  o.seq_len = T;
+  const absl::StatusOr<MemoryPlan> plan = ComputeMemoryPlan(cfg, o);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  CpuKernels inner;
+  FakeDeviceKernels device(&inner);
+  auto dev = MakeModel(cfg, &device);
+  EXPECT_EQ(device.live_bytes(), plan->parameter_bytes + plan->gradient_bytes);
+  dev->Reserve(B, T);
+  const int64_t model_bytes = plan->parameter_bytes + plan->gradient_bytes + plan->activation_bytes;
+  EXPECT_EQ(device.live_bytes(), model_bytes);
+  const Batch b = MakeBatch(cfg, B, T, 3);
+  dev->ZeroGrads();
+  dev->Forward(b.in.data(), b.tg.data(), B, T, 1.0f / (B * T));
+  dev->Backward(b.in.data(), B, T);
+  EXPECT_EQ(device.peak_bytes(), model_bytes);
+}
+
+TEST(DevicePathModel, PeakMeasurementHoldsWhatThePlanCounts) {
+  CpuKernels inner;
+  FakeDeviceKernels device(&inner);
+  const int64_t n = 48;
+  EXPECT_GT(MeasureGemmPeakGflops(device, n), 0.0);
+  EXPECT_EQ(device.peak_bytes(), PeakMeasurementBytes(n, Precision::kFp32));
+  EXPECT_EQ(device.live_bytes(), 0) << "the operands are freed on return";
 }
 
 TEST(DevicePathModel, EveryAllocationIsFreed) {

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "layers/cpu/cpu_kernels.h"
 #include "runtime/data/token_shard.h"
+#include "runtime/model_checkpoint.h"
 #include "runtime/parameter_layout.h"
 #include "runtime/random.h"
 #include "runtime/trainer.h"
@@ -171,19 +172,21 @@ class DevicePathTrainingTest : public ::testing::Test {
     return values;
   }
 
-  static std::vector<float> ReadFlat(const std::string& path, ckpt::FlatBuffer which, int64_t n) {
+  // A checkpoint buffer in the model's padded layout.
+  static std::vector<float> ReadFlat(const std::string& path, ckpt::FlatBuffer which,
+                                     const ModelConfig& cfg) {
     auto reader = ckpt::CheckpointReader::Open(path);
     CHECK(reader.ok()) << reader.status();
-    std::vector<float> out(static_cast<size_t>(n));
-    CHECK(reader->ReadRange(which, 0, absl::MakeSpan(out)).ok());
+    const ParameterLayout layout = BuildParameterLayout(cfg);
+    std::vector<float> out(static_cast<size_t>(layout.total));
+    CHECK(ReadPaddedRange(*reader, which, layout, 0, absl::MakeSpan(out)).ok());
     return out;
   }
 
   void ExpectSameCheckpoint(const std::string& a, const std::string& b, const ModelConfig& cfg) {
-    const int64_t n = BuildParameterLayout(cfg).total;
     for (ckpt::FlatBuffer which :
          {ckpt::FlatBuffer::kParams, ckpt::FlatBuffer::kAdamM, ckpt::FlatBuffer::kAdamV})
-      EXPECT_EQ(ReadFlat(a, which, n), ReadFlat(b, which, n))
+      EXPECT_EQ(ReadFlat(a, which, cfg), ReadFlat(b, which, cfg))
           << "flat buffer " << static_cast<int>(which) << " of " << a << " vs " << b;
   }
 
@@ -250,11 +253,10 @@ TEST_F(DevicePathTrainingTest, ParametersChangedFollowsInitialisationAndEveryUpd
   absl::Status s = RunTraining(Options("fake_reported"), comm_, std::move(fake));
   ASSERT_TRUE(s.ok()) << s;
   ASSERT_EQ(reported.size(), 7u);
-  const int64_t n = BuildParameterLayout(cpu.model).total;
   for (int step = 1; step <= 6; ++step)
     EXPECT_EQ(reported[step], ReadFlat(dir_ + "/cpu_reported/checkpoints/ckpt-" +
                                            std::to_string(step) + ".h5",
-                                       ckpt::FlatBuffer::kParams, n))
+                                       ckpt::FlatBuffer::kParams, cpu.model))
         << "parameters reported after update " << step;
   EXPECT_NE(reported[0], reported[1]) << "the first report is the initialised buffer";
 }

@@ -1,6 +1,7 @@
 #pragma once
-// FakeDeviceKernels: a test-only Kernels decorator that pretends to be a
-// device. Compute goes to another implementation (CpuKernels), but
+// FakeDeviceKernels: a test-only Kernels decorator (on ForwardingKernels)
+// that pretends to be a device; it polices every call, so it overrides them
+// all. Compute goes to another implementation (CpuKernels), but
 // is_host() is false and the memory is policed:
 //
 //   - AllocateBytes maps fresh pages and registers them; between kernel calls
@@ -12,23 +13,25 @@
 //   - CopyToDevice / CopyToHost check that the device side is registered and
 //     the host side is not; CopyOnDevice that both are.
 //   - The calls are counted, so tests can state how many transfers a step
-//     makes.
+//     makes, and the bytes requested from AllocateBytes are added up (live
+//     and peak), so tests can hold the memory plan to what is allocated.
 //
 // Pages are opened (PROT_READ|PROT_WRITE) only for the duration of a
 // forwarded call. Single-threaded use, like every Kernels.
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <map>
 
 #include "glog/logging.h"
-#include "layers/kernels.h"
+#include "layers/forwarding_kernels.h"
 
 namespace mla::testing {
 
-class FakeDeviceKernels final : public Kernels {
+class FakeDeviceKernels final : public ForwardingKernels {
  public:
   struct Counts {
     int64_t allocations = 0, frees = 0;
@@ -40,7 +43,7 @@ class FakeDeviceKernels final : public Kernels {
   // `inner` computes (host memory); `fused_gelu` is what
   // fuses_gelu_epilogues() reports (the fused calls use inner's defaults).
   explicit FakeDeviceKernels(Kernels* inner, bool fused_gelu = false)
-      : inner_(inner), fused_gelu_(fused_gelu) {}
+      : ForwardingKernels(inner), fused_gelu_(fused_gelu) {}
   ~FakeDeviceKernels() override {
     for (const auto& [p, size] : regions_) munmap(reinterpret_cast<void*>(p), size);
   }
@@ -48,6 +51,10 @@ class FakeDeviceKernels final : public Kernels {
   const Counts& counts() const { return counts_; }
   void ResetCounts() { counts_ = Counts{}; }
   int64_t live_allocations() const { return static_cast<int64_t>(regions_.size()); }
+  // Bytes requested by the live allocations, and the most ever live at once.
+  int64_t live_bytes() const { return live_bytes_; }
+  int64_t peak_bytes() const { return peak_bytes_; }
+  void ResetPeak() { peak_bytes_ = live_bytes_; }
   bool IsDevice(const void* p) const { return Find(p) != 0; }
 
   bool is_host() const override { return false; }
@@ -60,6 +67,9 @@ class FakeDeviceKernels final : public Kernels {
     void* p = mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(p != MAP_FAILED) << "mmap of " << bytes << " bytes";
     regions_[reinterpret_cast<uintptr_t>(p)] = size;  // anonymous pages are zero
+    requested_[reinterpret_cast<uintptr_t>(p)] = bytes;
+    live_bytes_ += static_cast<int64_t>(bytes);
+    peak_bytes_ = std::max(peak_bytes_, live_bytes_);
     ++counts_.allocations;
     return p;
   }
@@ -69,6 +79,8 @@ class FakeDeviceKernels final : public Kernels {
     CHECK(it != regions_.end()) << "FreeBytes of a pointer AllocateBytes did not return";
     munmap(p, it->second);
     regions_.erase(it);
+    live_bytes_ -= static_cast<int64_t>(requested_.at(reinterpret_cast<uintptr_t>(p)));
+    requested_.erase(reinterpret_cast<uintptr_t>(p));
     ++counts_.frees;
   }
   void CopyToDevice(void* dst, const void* src, size_t bytes) override {
@@ -96,126 +108,126 @@ class FakeDeviceKernels final : public Kernels {
   void LinearForward(const float* x, const float* w, const float* bias, float* y, int64_t M,
                      int64_t N, int64_t K, Epilogue e, bool acc) override {
     Dev({x, w, y}, {bias});
-    Compute([&] { inner_->LinearForward(x, w, bias, y, M, N, K, e, acc); });
+    Compute([&] { inner()->LinearForward(x, w, bias, y, M, N, K, e, acc); });
   }
   void LinearBackward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                       float* db, int64_t M, int64_t N, int64_t K, bool acc) override {
     Dev({dy}, {x, w, dx, dw, db});
-    Compute([&] { inner_->LinearBackward(x, w, dy, dx, dw, db, M, N, K, acc); });
+    Compute([&] { inner()->LinearBackward(x, w, dy, dx, dw, db, M, N, K, acc); });
   }
   void LinearGeluForward(const float* x, const float* w, const float* bias, float* pre, float* h,
                          int64_t M, int64_t N, int64_t K) override {
     Dev({x, w, bias, pre, h}, {});
-    Compute([&] { inner_->LinearGeluForward(x, w, bias, pre, h, M, N, K); });
+    Compute([&] { inner()->LinearGeluForward(x, w, bias, pre, h, M, N, K); });
   }
   void LinearBackwardDGelu(const float* dy, const float* w, const float* pre, float* dpre,
                            float* db, int64_t M, int64_t N, int64_t K) override {
     Dev({dy, w, pre, dpre, db}, {});
-    Compute([&] { inner_->LinearBackwardDGelu(dy, w, pre, dpre, db, M, N, K); });
+    Compute([&] { inner()->LinearBackwardDGelu(dy, w, pre, dpre, db, M, N, K); });
   }
   void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean,
                         float* rstd, int64_t M, int64_t C) override {
     Dev({x, w, b, y, mean, rstd}, {});
-    Compute([&] { inner_->LayerNormForward(x, w, b, y, mean, rstd, M, C); });
+    Compute([&] { inner()->LayerNormForward(x, w, b, y, mean, rstd, M, C); });
   }
   void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
                          const float* rstd, float* dx, float* dw, float* db, int64_t M,
                          int64_t C) override {
     Dev({dy, x, w, mean, rstd, dx, dw, db}, {});
-    Compute([&] { inner_->LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db, M, C); });
+    Compute([&] { inner()->LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db, M, C); });
   }
   void RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64_t M,
                       int64_t C) override {
     Dev({x, w, y, rstd}, {});
-    Compute([&] { inner_->RmsNormForward(x, w, y, rstd, M, C); });
+    Compute([&] { inner()->RmsNormForward(x, w, y, rstd, M, C); });
   }
   void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rstd,
                        float* dx, float* dw, int64_t M, int64_t C) override {
     Dev({dy, x, w, rstd, dx, dw}, {});
-    Compute([&] { inner_->RmsNormBackward(dy, x, w, rstd, dx, dw, M, C); });
+    Compute([&] { inner()->RmsNormBackward(dy, x, w, rstd, dx, dw, M, C); });
   }
   void GeluForward(const float* u, float* h, int64_t n) override {
     Dev({u, h}, {});
-    Compute([&] { inner_->GeluForward(u, h, n); });
+    Compute([&] { inner()->GeluForward(u, h, n); });
   }
   void GeluBackward(const float* u, const float* dh, float* du, int64_t n) override {
     Dev({u, dh, du}, {});
-    Compute([&] { inner_->GeluBackward(u, dh, du, n); });
+    Compute([&] { inner()->GeluBackward(u, dh, du, n); });
   }
   void EmbeddingForward(const int32_t* t, const float* wte, const float* wpe, float* x, int B,
                         int T, int C) override {
     Dev({t, wte, x}, {wpe});
-    Compute([&] { inner_->EmbeddingForward(t, wte, wpe, x, B, T, C); });
+    Compute([&] { inner()->EmbeddingForward(t, wte, wpe, x, B, T, C); });
   }
   void EmbeddingBackward(const int32_t* t, const float* dx, float* dwte, float* dwpe, int B,
                          int T, int C) override {
     Dev({t, dx, dwte}, {dwpe});
-    Compute([&] { inner_->EmbeddingBackward(t, dx, dwte, dwpe, B, T, C); });
+    Compute([&] { inner()->EmbeddingBackward(t, dx, dwte, dwpe, B, T, C); });
   }
   void Rope(float* x, int64_t ld, int64_t rows, int T, int pos0, int heads, int dims, float theta,
             bool inverse) override {
     Dev({x}, {});
-    Compute([&] { inner_->Rope(x, ld, rows, T, pos0, heads, dims, theta, inverse); });
+    Compute([&] { inner()->Rope(x, ld, rows, T, pos0, heads, dims, theta, inverse); });
   }
   void AttentionForward(const AttentionViews& in, float* y, int64_t ld_y, float* probs) override {
     Dev({in.q, in.k, in.v, y, probs}, {in.q_rope, in.k_rope});
-    Compute([&] { inner_->AttentionForward(in, y, ld_y, probs); });
+    Compute([&] { inner()->AttentionForward(in, y, ld_y, probs); });
   }
   void AttentionBackward(const AttentionViews& in, const float* probs, const float* dy,
                          int64_t ld_dy, const AttentionGrads& g) override {
     Dev({in.q, in.k, in.v, probs, dy, g.dq, g.dk, g.dv},
         {in.q_rope, in.k_rope, g.dq_rope, g.dk_rope});
-    Compute([&] { inner_->AttentionBackward(in, probs, dy, ld_dy, g); });
+    Compute([&] { inner()->AttentionBackward(in, probs, dy, ld_dy, g); });
   }
   double SoftmaxCrossEntropy(float* logits, const int32_t* targets, float* dlogits, int64_t M,
                              int64_t V, float grad_scale) override {
     Dev({logits, targets}, {dlogits});
     double loss = 0;
-    Compute([&] { loss = inner_->SoftmaxCrossEntropy(logits, targets, dlogits, M, V, grad_scale); });
+    Compute([&] { loss = inner()->SoftmaxCrossEntropy(logits, targets, dlogits, M, V, grad_scale); });
     return loss;
   }
   void Add(const float* x, float* y, int64_t n) override {
     Dev({x, y}, {});
-    Compute([&] { inner_->Add(x, y, n); });
+    Compute([&] { inner()->Add(x, y, n); });
   }
   void Fill(float* x, float value, int64_t n) override {
     Dev({x}, {});
-    Compute([&] { inner_->Fill(x, value, n); });
+    Compute([&] { inner()->Fill(x, value, n); });
   }
   void Copy(const float* x, float* y, int64_t n) override {
     Dev({x, y}, {});
-    Compute([&] { inner_->Copy(x, y, n); });
+    Compute([&] { inner()->Copy(x, y, n); });
   }
 
   void DecodeEmbedding(const int32_t* t, const float* wte, const float* wpe, float* x, int C,
                        const DecodeBatch& b) override {
     Dev({t, wte, x}, {wpe});
     Table(b);
-    Compute([&] { inner_->DecodeEmbedding(t, wte, wpe, x, C, b); });
+    Compute([&] { inner()->DecodeEmbedding(t, wte, wpe, x, C, b); });
   }
   void DecodeRope(float* x, int64_t ld, int heads, int dims, float theta,
                   const DecodeBatch& b) override {
     Dev({x}, {});
     Table(b);
-    Compute([&] { inner_->DecodeRope(x, ld, heads, dims, theta, b); });
+    Compute([&] { inner()->DecodeRope(x, ld, heads, dims, theta, b); });
   }
   void DecodeCacheAppend(const float* src, int64_t ld, int width, float* cache, int len,
                          const DecodeBatch& b) override {
     Dev({src, cache}, {});
     Table(b);
-    Compute([&] { inner_->DecodeCacheAppend(src, ld, width, cache, len, b); });
+    Compute([&] { inner()->DecodeCacheAppend(src, ld, width, cache, len, b); });
   }
   void DecodeAttention(const DecodeAttentionViews& in, const DecodeBatch& b, float* y,
                        int64_t ld_y) override {
     Dev({in.q, in.k, in.v, y}, {in.q_rope, in.k_rope});
     Table(b);
-    Compute([&] { inner_->DecodeAttention(in, b, y, ld_y); });
+    Compute([&] { inner()->DecodeAttention(in, b, y, ld_y); });
   }
   void DecodeLatentAttention(const DecodeAttentionViews& in, const DecodeBatch& b, bool absorbed,
                              float* y, int64_t ld_y) override {
     Dev({in.q, in.latent, in.w_uk, in.w_uv, y}, {in.q_rope, in.k_rope});
     Table(b);
-    Compute([&] { inner_->DecodeLatentAttention(in, b, absorbed, y, ld_y); });
+    Compute([&] { inner()->DecodeLatentAttention(in, b, absorbed, y, ld_y); });
   }
 
  private:
@@ -266,9 +278,10 @@ class FakeDeviceKernels final : public Kernels {
     Open(std::forward<F>(f));
   }
 
-  Kernels* inner_;
   bool fused_gelu_;
-  std::map<uintptr_t, size_t> regions_;  // start → mapped bytes
+  std::map<uintptr_t, size_t> regions_;    // start → mapped bytes
+  std::map<uintptr_t, size_t> requested_;  // start → bytes asked for
+  int64_t live_bytes_ = 0, peak_bytes_ = 0;
   Counts counts_;
 };
 

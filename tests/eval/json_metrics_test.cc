@@ -1,38 +1,10 @@
-// mla-eval's strict JSON reader and its text metrics on hand-computed cases.
+// mla-eval's text metrics on hand-computed cases (its JSON reader is
+// base/json.h, tested in tests/base/json_test.cc).
 #include "gtest/gtest.h"
-#include "launch/mla_eval_json.h"
 #include "launch/mla_eval_metrics.h"
 
 namespace mla {
 namespace {
-
-TEST(JsonTest, ParsesNestedValuesAndEscapes) {
-  auto v = json::Parse(R"( {"a": [1, -2.5e1, true, null], "s": "x\"\u00e9\ud83d\ude00\n"} )");
-  ASSERT_TRUE(v.ok()) << v.status();
-  const json::Value* a = v->Find("a");
-  ASSERT_EQ(a->array.size(), 4u);
-  EXPECT_EQ(a->array[1].number, -25.0);
-  EXPECT_TRUE(a->array[2].boolean);
-  EXPECT_EQ(v->Find("s")->string, "x\"\xc3\xa9\xf0\x9f\x98\x80\n");
-}
-
-TEST(JsonTest, RejectsWhatStrictJsonForbids) {
-  for (const char* bad : {"{\"a\": 1,}", "[1 2]", "{'a': 1}", "01", "1.", "NaN", "\"a\tb\"",
-                          "{\"a\": 1, \"a\": 2}", "\"\\ud800\"", "{} x", "", "[", "\"abc",
-                          "1e999"})
-    EXPECT_FALSE(json::Parse(bad).ok()) << bad;
-  std::string deep(100, '[');
-  deep += std::string(100, ']');
-  EXPECT_FALSE(json::Parse(deep).ok());
-}
-
-TEST(JsonTest, QuoteRoundTripsThroughParse) {
-  const std::string s = "line\nquote\" back\\ tab\t ctl\x01 caf\xc3\xa9";
-  auto v = json::Parse(json::Quote(s));
-  ASSERT_TRUE(v.ok()) << v.status();
-  EXPECT_EQ(v->string, s);
-  EXPECT_EQ(json::Parse(json::Number(0.1))->number, 0.1);
-}
 
 TEST(TextMetricsTest, DistinctRepetitionAndLengthsByHand) {
   // Words: "the cat saw the cat saw the cat" (8 words): distinct-1 3/8,

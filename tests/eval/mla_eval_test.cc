@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "launch/mla_eval_json.h"
+#include "base/json.h"
 #include "layers/cpu/cpu_kernels.h"
 #include "runtime/data/token_shard.h"
 #include "runtime/model_checkpoint.h"
@@ -146,7 +146,7 @@ TEST(MlaEvalTest, GenerateWritesEveryPromptAndReportsBadLinesAlone) {
   }
   EXPECT_EQ(lines[0].Find("id")->string, "a");
   EXPECT_LE(NumberAt(lines[1], "generated_tokens"), 5);
-  EXPECT_NE(lines[2].Find("error")->string.find("bad JSON"), std::string::npos);
+  EXPECT_NE(lines[2].Find("error")->string.find("malformed JSON"), std::string::npos);
   EXPECT_NE(lines[3].Find("error")->string.find("empty prompt"), std::string::npos);
   EXPECT_NE(lines[4].Find("error")->string.find("longer than the context"), std::string::npos);
   EXPECT_NE(lines[5].Find("error")->string.find("unknown key"), std::string::npos);
@@ -217,7 +217,14 @@ TEST(MlaEvalTest, BadFlagsEndWithOneClearMessage) {
        "unknown decode mode 'fast'"},
       {"--task=generate --checkpoint=" + kCkpt + " --prompts=" + kDir +
            "/prompts.jsonl --max_new_tokens=8 --device=tpu",
-       "unknown --device 'tpu' (expected cpu or cuda)"},
+       "--device=tpu: expected cpu or cuda"},
+      {"--task=generate --checkpoint=" + kCkpt + " --prompts=" + kDir +
+           "/prompts.jsonl --max_new_tokens=8 --n_layer=3",
+       "--n_layer: the model config comes from the checkpoint"},
+      {"--task=report --random_init_config=n_layers=2", "unknown model config key 'n_layers'"},
+      {"--task=report --random_init_config=n_layer=two", "n_layer=two: not an integer"},
+      {"--task=report --random_init_config=layers=2,d_model=30,heads=4",
+       "n_head=4: must divide d_model=30"},
   };
   for (const auto& c : cases) {
     const Result r = Eval(c.args);

@@ -56,13 +56,14 @@ int main(int argc, char** argv) {
   for (const ParamSpec& s : (*model)->layout().params)
     if (s.init == ParamSpec::Init::kNormal)
       for (int64_t i = 0; i < s.numel; ++i) (*model)->params()[s.offset + i] *= 10.0f;
-  const int64_t total = (*model)->num_params();
-  std::vector<float> zeros(total, 0.0f);
+  const ParameterLayout& layout = (*model)->layout();
+  std::vector<float> packed, zeros(static_cast<size_t>(layout.packed_total), 0.0f);
   ckpt::CheckpointState state;
   state.header.step = 5;
   state.config = ModelConfigEntries(cfg);
-  state.layout = TensorSpecs((*model)->layout());
-  state.params = {0, absl::MakeConstSpan((*model)->params(), total)};
+  state.layout = TensorSpecs(layout);
+  state.params =
+      PackedSlice(layout, 0, absl::MakeConstSpan((*model)->params(), layout.total), &packed);
   state.adam_m = {0, zeros};
   state.adam_v = {0, zeros};
   state.tokenizer_model = tok->model_bytes();

@@ -125,7 +125,10 @@ class MlaTrainFlags(BadInput):
         self.refused_train("global_batch_tokens=70", "context_length=16", global_batch_tokens=70)
 
     def test_unknown_attention_kind_is_named(self):
-        self.refused_train("mla2", attention="mla2")
+        # --attention is an AttentionKind flag: refused while the flags are parsed.
+        proc = self.run_tool(train_cmd(os.path.join(TMP, "kind"), attention="mla2"))
+        self.assert_refused(proc, "'mla2'", "attention", "expected mha, mha_rope, mla or mla_rope",
+                            prefix="ERROR: Illegal value")
 
     def test_heads_not_dividing_width_is_named(self):
         self.refused_train("n_head=5", n_head=5)
@@ -251,6 +254,17 @@ class OtherTools(BadInput):
         proc = self.run_tool([BENCH, "--kinds=mla2", "--steps=1", "--warmup=0"])
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("mla2", proc.stderr)
+
+    def test_bench_cuda_device_without_a_gpu_names_the_reason(self):
+        if shutil.which("nvidia-smi") and subprocess.run(
+                ["nvidia-smi", "-L"], capture_output=True, text=True).stdout.startswith("GPU "):
+            self.skipTest("a GPU is visible")
+        proc = self.run_tool([BENCH, "--device=cuda", "--steps=1", "--warmup=0"])
+        self.assert_refused(proc, "--device=cuda: ", prefix="mla-bench: ")
+
+    def test_bench_alias_and_its_flag_together_are_refused(self):
+        proc = self.run_tool([BENCH, "--layers=2", "--n_layer=3", "--steps=1", "--warmup=0"])
+        self.assert_refused(proc, "--layers is an alias of --n_layer", prefix="mla-bench: ")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The layout is a list of names and shapes (no tensor memory), cheap for
   // any accepted size.
   const mla::ParameterLayout layout = mla::BuildParameterLayout(*config);
-  MLA_FUZZ_CHECK(layout.total == cost.parameters, "layout size differs from the cost model");
+  MLA_FUZZ_CHECK(layout.packed_total == cost.parameters, "layout size differs from the cost model");
   // The entries written for this config read back as the same config.
   auto again = mla::ModelConfigFromEntries(mla::ModelConfigEntries(*config));
   MLA_FUZZ_CHECK(again.ok() && mla::ModelConfigToString(*again) == mla::ModelConfigToString(*config),

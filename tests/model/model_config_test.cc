@@ -86,7 +86,7 @@ TEST(ModelCostTest, ParameterCountEqualsLayoutTotal) {
                           AttentionKind::kMlaRope}) {
     ModelConfig c = Valid();
     c.attention = k;
-    EXPECT_EQ(ComputeModelCost(c).parameters, BuildParameterLayout(c).total) << AttentionKindName(k);
+    EXPECT_EQ(ComputeModelCost(c).parameters, BuildParameterLayout(c).packed_total) << AttentionKindName(k);
   }
 }
 

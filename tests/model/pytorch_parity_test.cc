@@ -116,11 +116,17 @@ TEST_P(PytorchParityTest, LogitsLossGradientsAndAdamWMatchReference) {
 
   CpuKernels kernels;
   auto model = *GptModel::Create(cfg, &kernels);
-  std::vector<float> p(model->num_params());
-  testing::FillNormal(p, 21, 0.1f);
-  for (const ParamSpec& s : model->layout().params)
-    if (s.init == ParamSpec::Init::kOnes)
-      for (int64_t i = 0; i < s.numel; ++i) p[s.offset + i] += 1.0f;
+  // The reference reads the tensors packed (the checkpoint's offsets); the
+  // model's buffer pads them, with zeros between.
+  const ParameterLayout& layout = model->layout();
+  std::vector<float> packed(static_cast<size_t>(layout.packed_total));
+  testing::FillNormal(packed, 21, 0.1f);
+  std::vector<float> p(static_cast<size_t>(model->num_params()), 0.0f);
+  for (const ParamSpec& s : layout.params)
+    for (int64_t i = 0; i < s.numel; ++i) {
+      if (s.init == ParamSpec::Init::kOnes) packed[s.packed_offset + i] += 1.0f;
+      p[s.offset + i] = packed[s.packed_offset + i];
+    }
   model->LoadParamsFromHost(p.data(), 0, model->num_params());
   const int B = 3, T = cfg.context_length;
   const std::vector<int32_t> tokens = testing::RandomTokens(B * (T + 1), cfg.vocab_size, 8);
@@ -151,7 +157,7 @@ TEST_P(PytorchParityTest, LogitsLossGradientsAndAdamWMatchReference) {
   for (size_t i = 0; i < model->layout().params.size(); ++i) {
     const ParamSpec& s = model->layout().params[i];
     js << (i ? ", " : "") << "{\"name\": \"" << s.name << "\", \"shape\": [" << absl::StrJoin(s.shape, ", ")
-       << "], \"offset\": " << s.offset << ", \"numel\": " << s.numel
+       << "], \"offset\": " << s.packed_offset << ", \"numel\": " << s.numel
        << ", \"decay\": " << (s.decay ? "true" : "false") << "}";
   }
   js << "]}";
@@ -159,7 +165,7 @@ TEST_P(PytorchParityTest, LogitsLossGradientsAndAdamWMatchReference) {
     std::ofstream f(dir / "case.json");
     f << js.str();
   }
-  WriteBinary(dir / "params.f32", p);
+  WriteBinary(dir / "params.f32", packed);
   WriteBinary(dir / "tokens.i32", tokens);
   const std::string cmd = absl::StrCat(python, " ", src, "/tests/reference/gpt_reference.py ", dir.string());
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
@@ -182,12 +188,12 @@ TEST_P(PytorchParityTest, LogitsLossGradientsAndAdamWMatchReference) {
   model->Forward(in.data(), tg.data(), B, T, 1.0f / (B * T));
   model->Backward(in.data(), B, T);
   const std::vector<float> ref_grads = ReadFloats(dir / "ref_grads.f32");
-  ASSERT_EQ(ref_grads.size(), p.size());
+  ASSERT_EQ(ref_grads.size(), packed.size());
   const std::vector<float> grads = model->GradsToHost();
   for (const ParamSpec& s : model->layout().params) {
     double diff = 0, norm = 0;
     for (int64_t i = 0; i < s.numel; ++i) {
-      const double r = ref_grads[s.offset + i], g = grads[s.offset + i];
+      const double r = ref_grads[s.packed_offset + i], g = grads[s.offset + i];
       diff += (g - r) * (g - r);
       norm += r * r;
     }
@@ -196,9 +202,7 @@ TEST_P(PytorchParityTest, LogitsLossGradientsAndAdamWMatchReference) {
 
   // Five AdamW steps on the same batch.
   model->LoadParamsFromHost(p.data(), 0, model->num_params());
-  std::vector<DecaySegment> segs;
-  for (const ParamSpec& s : model->layout().params) segs.push_back({s.offset, s.numel, s.decay});
-  auto opt = *AdamW::Create(ac, ElementRange{0, model->num_params()}, segs);
+  auto opt = *AdamW::Create(ac, ElementRange{0, model->num_params()}, DecaySegments(layout));
   std::vector<double> losses;
   for (double lr : lrs) {
     model->ZeroGrads();

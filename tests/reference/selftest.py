@@ -28,8 +28,10 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import gpt_reference as ref  # noqa: E402
+import gpt_reference as ref  # noqa: E402  (puts tools/python on the path)
 import write_case  # noqa: E402
+from mlatrain.config import ModelConfig, parameter_layout  # noqa: E402
+import mlatrain.torch as model  # noqa: E402
 
 SCRIPT = os.path.join(HERE, "gpt_reference.py")
 F64_TOL = 1e-10
@@ -65,7 +67,7 @@ def label(c):
 
 def random_numpy_params(config, seed):
     """Name -> float64 numpy array, drawn as write_case draws them."""
-    cfg = ref.Config.from_dict(config)
+    cfg = ModelConfig.from_dict(config)
     entries = ref.layout_with_offsets(cfg)
     flat = write_case.random_params(entries, entries[-1]["offset"] + entries[-1]["numel"], seed)
     return cfg, {e["name"]: flat[e["offset"]:e["offset"] + e["numel"]]
@@ -78,7 +80,7 @@ def to_torch(P, dtype=torch.float64):
 
 def logits_of(cfg, P, tokens):
     with torch.no_grad():
-        return ref.forward(cfg, to_torch(P), torch.tensor(tokens)).numpy()
+        return model.forward(cfg, to_torch(P), torch.tensor(tokens)).numpy()
 
 
 # ---------------------------------------------------------- numpy formulas
@@ -244,7 +246,7 @@ class ClosedFormTest(unittest.TestCase):
                 P["ln_f.weight"][...] = 0.0
                 P["ln_f.bias"][...] = 0.0
                 p = to_torch(P)
-                loss = ref.loss_of(cfg, p, torch.tensor(inputs), torch.tensor(targets))
+                loss = model.loss_of(cfg, p, torch.tensor(inputs), torch.tensor(targets))
                 loss.backward()
                 V = cfg.vocab_size
                 self.assertAlmostEqual(loss.item(), math.log(V), delta=F64_TOL)
@@ -270,14 +272,14 @@ class ClosedFormTest(unittest.TestCase):
         C = cfg.d_model
         P2 = dict(P, **{"ln_f.weight": np.ones(C), "ln_f.bias": np.zeros(C),
                         "lm_head.weight": np.eye(C)})
-        cfg2 = ref.Config.from_dict(dict(cfg.to_dict(), tied_embeddings=False))
+        cfg2 = ModelConfig.from_dict(dict(cfg.to_dict(), tied_embeddings=False))
         return np.stack([np_forward(cfg2, P2, seq) for seq in inputs])
 
 
 class RopeTest(unittest.TestCase):
     def rope_one(self, z, t, theta):
         with torch.no_grad():
-            return ref.rope(torch.tensor(z)[None, :], torch.tensor([t]), theta)[0].numpy()
+            return model.rope(torch.tensor(z)[None, :], torch.tensor([t]), theta)[0].numpy()
 
     def test_rope_at_position_zero_is_identity(self):
         z = np.random.default_rng(0).normal(size=10)
@@ -316,7 +318,7 @@ class RopeTest(unittest.TestCase):
         rng = np.random.default_rng(2)
         z = rng.normal(size=(2, 3, 5, 4))  # [B, H, T, n]
         with torch.no_grad():
-            got = ref.rope(torch.tensor(z), torch.arange(5), 30.0).numpy()
+            got = model.rope(torch.tensor(z), torch.arange(5), 30.0).numpy()
         for b in range(2):
             for h in range(3):
                 for t in range(5):
@@ -342,7 +344,7 @@ class IndependentImplementationTest(unittest.TestCase):
         logp = np_log_softmax(np.stack([np_forward(cfg, P, s) for s in inputs]))
         want = -np.take_along_axis(logp, targets[..., None], -1).mean()
         with torch.no_grad():
-            got = ref.loss_of(cfg, to_torch(P), torch.tensor(inputs), torch.tensor(targets))
+            got = model.loss_of(cfg, to_torch(P), torch.tensor(inputs), torch.tensor(targets))
         self.assertAlmostEqual(got.item(), want, delta=F64_TOL)
 
 
@@ -357,7 +359,7 @@ class EquivalenceTest(unittest.TestCase):
                 cfg_mha, P = random_numpy_params(
                     tiny_config("mha", tied_embeddings=tied), seed=6)
                 C = cfg_mha.d_model
-                cfg_mla = ref.Config.from_dict(tiny_config(
+                cfg_mla = ModelConfig.from_dict(tiny_config(
                     "mla", kv_rank=C, q_rank=q_rank, tied_embeddings=tied))
                 M = {}
                 for name, value in P.items():
@@ -375,7 +377,7 @@ class EquivalenceTest(unittest.TestCase):
                         value[...] = 0.0
                     else:
                         M[name] = value
-                self.assertEqual(sorted(M), sorted(n for n, _ in ref.expected_layout(cfg_mla)))
+                self.assertEqual(sorted(M), sorted(n for n, _ in parameter_layout(cfg_mla)))
                 np.testing.assert_allclose(logits_of(cfg_mla, M, self.tokens),
                                            logits_of(cfg_mha, P, self.tokens),
                                            rtol=0, atol=F64_TOL)
@@ -387,7 +389,7 @@ class EquivalenceTest(unittest.TestCase):
         # score scale), w_dkv = I, w_uv = W_v.
         cfg_mha, P = random_numpy_params(tiny_config("mha_rope"), seed=7)
         C, D, H = cfg_mha.d_model, cfg_mha.head_dim, cfg_mha.n_head
-        cfg_mla = ref.Config.from_dict(tiny_config("mla_rope", kv_rank=C, rope_dim=D))
+        cfg_mla = ModelConfig.from_dict(tiny_config("mla_rope", kv_rank=C, rope_dim=D))
         M = {}
         for name, value in P.items():
             if ".attn.w_qkv" in name:
@@ -405,7 +407,7 @@ class EquivalenceTest(unittest.TestCase):
                 value[...] = 0.0
             else:
                 M[name] = value
-        self.assertEqual(sorted(M), sorted(n for n, _ in ref.expected_layout(cfg_mla)))
+        self.assertEqual(sorted(M), sorted(n for n, _ in parameter_layout(cfg_mla)))
         np.testing.assert_allclose(logits_of(cfg_mla, M, self.tokens),
                                    logits_of(cfg_mha, P, self.tokens), rtol=0, atol=F64_TOL)
 
@@ -441,7 +443,7 @@ class GradientTest(unittest.TestCase):
                 leaves = tuple(torch.tensor(P[n]).requires_grad_(True) for n in names)
 
                 def loss_fn(*tensors):
-                    return ref.loss_of(cfg, dict(zip(names, tensors)), inputs, targets)
+                    return model.loss_of(cfg, dict(zip(names, tensors)), inputs, targets)
                 self.assertTrue(torch.autograd.gradcheck(loss_fn, leaves, eps=1e-6))
 
 
@@ -494,13 +496,13 @@ class AdamWTest(unittest.TestCase):
         want = []
         for lr in adamw["lr"]:
             torch_opt.zero_grad()
-            loss = ref.loss_of(cfg, theirs, inputs, targets)
+            loss = model.loss_of(cfg, theirs, inputs, targets)
             want.append(loss.item())
             loss.backward()
             for group in torch_opt.param_groups:
                 group["lr"] = lr
             torch_opt.step()
-        want.append(ref.loss_of(cfg, theirs, inputs, targets).item())
+        want.append(model.loss_of(cfg, theirs, inputs, targets).item())
         np.testing.assert_allclose(losses, want, rtol=1e-12)
         self.assertLess(losses[-1], losses[0])
         for name in P:
@@ -552,12 +554,12 @@ class ProtocolTest(unittest.TestCase):
                                                                 seed=20 + i)
                 result = run_script(self.dir)
                 self.assertEqual(result.returncode, 0, result.stderr)
-                cfg = ref.Config.from_dict(config)
+                cfg = ModelConfig.from_dict(config)
                 tok = torch.tensor(tokens.astype(np.int64))
                 inputs, targets = tok[:, :-1], tok[:, 1:]
                 p = ref.unflatten(params, entries, torch.float64)
-                logits = ref.forward(cfg, p, inputs)
-                loss = ref.cross_entropy(logits, targets)
+                logits = model.forward(cfg, p, inputs)
+                loss = model.cross_entropy(logits, targets)
                 loss.backward()
                 self.assert_f32_of(read_f32(self.dir, "ref_logits.f32"), logits.detach().numpy())
                 with open(os.path.join(self.dir, "ref_loss.json")) as f:

@@ -19,7 +19,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gpt_reference as ref  # noqa: E402
+import gpt_reference as ref  # noqa: E402  (puts tools/python on the path)
+from mlatrain.config import ATTENTION_KINDS, ConfigError, ModelConfig  # noqa: E402
 
 
 def random_params(entries, total, seed):
@@ -42,11 +43,11 @@ def write_case(directory, config, batch, seq, seed=0, dtype="float64", lr=None,
                beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, params=None, tokens=None):
     """Writes case.json, params.f32 and tokens.i32 into `directory`.
 
-    config: dict with the keys of gpt_reference.Config. lr: per-step learning
+    config: dict with the fields of mlatrain.config.ModelConfig. lr: per-step learning
     rates (default three steps). params / tokens override the random draws.
     Returns (entries, params float32 [total], tokens int32 [batch, seq+1]).
     """
-    cfg = ref.Config.from_dict(config)
+    cfg = ModelConfig.from_dict(config)
     entries = ref.layout_with_offsets(cfg)
     total = sum(e["numel"] for e in entries)
     rng = np.random.default_rng(seed + 1)
@@ -73,7 +74,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("directory", help="case directory to create or overwrite")
-    ap.add_argument("--attention", default="mla_rope", choices=ref.ATTENTION_KINDS)
+    ap.add_argument("--attention", default="mla_rope", choices=ATTENTION_KINDS)
     ap.add_argument("--vocab-size", type=int, default=11)
     ap.add_argument("--context-length", type=int, default=8)
     ap.add_argument("--n-layer", type=int, default=2)
@@ -102,7 +103,7 @@ def main():
     try:
         write_case(a.directory, config, a.batch, a.seq, seed=a.seed, dtype=a.dtype,
                    lr=a.lr, weight_decay=a.weight_decay)
-    except ref.CaseError as e:
+    except (ref.CaseError, ConfigError) as e:
         print(f"write_case: error: {e}", file=sys.stderr)
         return 2
     return 0

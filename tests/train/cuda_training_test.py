@@ -1,6 +1,6 @@
 """End-to-end tests of `mla-train --device=cuda`.
 
-Run by ctest as `python3 cuda_training_test.py BUILD_DIR`. Without a visible
+Run by ctest as `python3 cuda_training_test.py BUILD_DIR [TestClass]`. Without a visible
 GPU (nvidia-smi lists none) the GPU tests skip and one test checks that
 --device=cuda fails at start with a message naming the reason; the 2-rank
 test needs two GPUs.
@@ -159,4 +159,5 @@ class GpuTrainingTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(argv=[sys.argv[0], "-v"])
+    # Optional test class names after BUILD_DIR (ctest runs one class each).
+    unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[2:])

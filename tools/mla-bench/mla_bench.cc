@@ -1,10 +1,14 @@
-// mla-bench: training-step throughput of the CPU model for each attention
-// kind, with MFU measured against the peak of a large oneDNN sgemm taken in
-// the same run (so machine noise affects both alike).
+// mla-bench: training-step throughput for each attention kind on the device
+// of --device (runtime/training_device.h: the kernels, AdamW and its moments
+// as mla-train runs them). On the CPU, MFU is measured against the peak of a
+// large oneDNN sgemm taken in the same run (so machine noise affects both
+// alike); on a GPU against the device's GEMM peak in the run's precision.
 #include <omp.h>
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,25 +17,32 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
-#include "layers/cpu/cpu_kernels.h"
+#include "base/status_macros.h"
+#include "comm/local_communicator.h"
 #include "layers/cpu/peak_flops.h"
 #include "layers/profiling_kernels.h"
-#include "optim/adamw.h"
 #include "runtime/gpt_model.h"
+#include "runtime/model_flags.h"
 #include "runtime/random.h"
+#include "runtime/training_device.h"
 
-ABSL_FLAG(std::string, kinds, "mha,mha_rope,mla,mla_rope", "Attention kinds to measure, comma-separated.");
-ABSL_FLAG(int, layers, 6, "Transformer blocks.");
-ABSL_FLAG(int, d_model, 256, "Model width C.");
-ABSL_FLAG(int, heads, 8, "Attention heads H.");
-ABSL_FLAG(int, vocab, 4096, "Vocabulary size V.");
-ABSL_FLAG(int, context, 256, "Sequence length T of every training row.");
+// The model comes from the shared model flags (runtime/model_flags.h); the
+// spellings mla-bench took before they were shared stay as aliases.
+ABSL_FLAG(std::string, kinds, "",
+          "Attention kinds to measure, comma-separated (empty: --attention when given, else "
+          "mha,mha_rope,mla,mla_rope).");
+ABSL_FLAG(std::optional<int>, layers, std::nullopt, "Alias of --n_layer.");
+ABSL_FLAG(std::optional<int>, heads, std::nullopt, "Alias of --n_head.");
+ABSL_FLAG(std::optional<int>, vocab, std::nullopt, "Alias of --vocab_size.");
+ABSL_FLAG(std::optional<int>, context, std::nullopt, "Alias of --context_length.");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu (oneDNN + OpenMP; MFU against a large sgemm measured in the same run) or cuda "
+          "(the first visible GPU; no MFU column).");
+ABSL_FLAG(std::string, precision, "fp32", "GEMM precision: fp32, or bf16 with --device=cuda.");
 ABSL_FLAG(int, batch, 16, "Sequences per step B.");
-ABSL_FLAG(int, kv_rank, 128, "KV latent rank R for the MLA kinds.");
-ABSL_FLAG(int, rope_dim, 16, "Decoupled rotary dims P for mla_rope.");
 ABSL_FLAG(int, steps, 5, "Timed training steps per kind.");
 ABSL_FLAG(int, warmup, 1, "Untimed steps first (primitive creation, buffer growth).");
-ABSL_FLAG(int, peak_size, 2048, "Square size of the sgemm that defines peak GFLOP/s.");
+ABSL_FLAG(int, peak_size, 2048, "Square size of the sgemm that defines peak GFLOP/s (--device=cpu).");
 ABSL_FLAG(bool, profile, false, "Also print time per kernel (ms per timed step) for each kind.");
 
 namespace mla {
@@ -42,61 +53,103 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
+// The model flags with the aliases applied; an alias and its flag together
+// are an error.
+absl::StatusOr<ModelConfig> BenchConfig() {
+  ModelConfig c = ModelConfigFromFlags();
+  const struct {
+    const char* alias;
+    std::optional<int> value;
+    const char* name;
+    int* field;
+  } aliases[] = {{"layers", absl::GetFlag(FLAGS_layers), "n_layer", &c.n_layer},
+                 {"heads", absl::GetFlag(FLAGS_heads), "n_head", &c.n_head},
+                 {"vocab", absl::GetFlag(FLAGS_vocab), "vocab_size", &c.vocab_size},
+                 {"context", absl::GetFlag(FLAGS_context), "context_length", &c.context_length}};
+  for (const auto& a : aliases) {
+    if (!a.value) continue;
+    if (ModelFlagGiven(a.name))
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", a.alias, " is an alias of --", a.name, "; give one of them"));
+    *a.field = *a.value;
+  }
+  return c;
+}
+
+absl::StatusOr<std::vector<AttentionKind>> BenchKinds(const ModelConfig& c) {
+  std::string kinds = absl::GetFlag(FLAGS_kinds);
+  if (kinds.empty())
+    kinds = ModelFlagGiven("attention") ? std::string(AttentionKindName(c.attention))
+                                        : "mha,mha_rope,mla,mla_rope";
+  std::vector<AttentionKind> out;
+  for (absl::string_view name : absl::StrSplit(kinds, ',')) {
+    MLA_ASSIGN_OR_RETURN(AttentionKind kind, ParseAttentionKind(name));
+    out.push_back(kind);
+  }
+  return out;
+}
 
 }  // namespace
 }  // namespace mla
 
 int main(int argc, char** argv) {
   mla::SetCommandLineUsage(
-      "Measures training throughput and MFU of each attention kind on the CPU.\n"
-      "Usage: mla-bench [--kinds=mha,mla_rope] [--layers=6 --d_model=256 ...]");
+      "Measures training throughput (and MFU on the CPU) of each attention kind.\n"
+      "Usage: mla-bench [--kinds=mha,mla_rope] [--n_layer=6 --d_model=256 ...] [--device=cuda]");
   absl::ParseCommandLine(argc, argv);
   using namespace mla;
-  ModelConfig base;
-  base.n_layer = absl::GetFlag(FLAGS_layers);
-  base.d_model = absl::GetFlag(FLAGS_d_model);
-  base.n_head = absl::GetFlag(FLAGS_heads);
-  base.vocab_size = absl::GetFlag(FLAGS_vocab);
-  base.context_length = absl::GetFlag(FLAGS_context);
-  base.kv_rank = absl::GetFlag(FLAGS_kv_rank);
-  base.rope_dim = absl::GetFlag(FLAGS_rope_dim);
-  const int B = absl::GetFlag(FLAGS_batch), T = base.context_length;
+  const auto fail = [](const absl::Status& s) {
+    std::fprintf(stderr, "mla-bench: %s\n", std::string(s.message()).c_str());
+    return 2;
+  };
+  absl::StatusOr<ModelConfig> base = BenchConfig();
+  if (!base.ok()) return fail(base.status());
+  absl::StatusOr<std::vector<AttentionKind>> kinds = BenchKinds(*base);
+  if (!kinds.ok()) return fail(kinds.status());
+  absl::StatusOr<Precision> precision = ParsePrecision(absl::GetFlag(FLAGS_precision));
+  if (!precision.ok()) return fail(precision.status());
+  // One process: the training device's collectives run over a local communicator.
+  LocalCommunicator comm;
+  absl::StatusOr<std::unique_ptr<TrainingDevice>> device =
+      CreateTrainingDevice(absl::GetFlag(FLAGS_device), *precision, &comm);
+  if (!device.ok()) return fail(device.status());
+  const bool cpu = (*device)->kernels().is_host();
+  const int B = absl::GetFlag(FLAGS_batch), T = base->context_length;
   const int steps = absl::GetFlag(FLAGS_steps);
 
-  const double peak = MeasureSgemmPeakGflops(absl::GetFlag(FLAGS_peak_size), 5);
-  std::printf("threads=%d  sgemm peak (%d^3, best of 5) = %.1f GFLOP/s\n", omp_get_max_threads(),
-              absl::GetFlag(FLAGS_peak_size), peak);
-  std::printf("config: layers=%d d=%d heads=%d vocab=%d context=%d batch=%d kv_rank=%d rope_dim=%d\n",
-              base.n_layer, base.d_model, base.n_head, base.vocab_size, T, B, base.kv_rank,
-              base.rope_dim);
+  double peak = 0;
+  if (cpu) {
+    peak = MeasureSgemmPeakGflops(absl::GetFlag(FLAGS_peak_size), 5);
+    std::printf("threads=%d  sgemm peak (%d^3, best of 5) = %.1f GFLOP/s\n", omp_get_max_threads(),
+                absl::GetFlag(FLAGS_peak_size), peak);
+  } else {
+    peak = (*device)->MeasurePeakGflops();
+    std::printf("device=%s  GEMM peak in --precision=%s = %.1f GFLOP/s\n",
+                std::string((*device)->name()).c_str(), absl::GetFlag(FLAGS_precision).c_str(), peak);
+  }
+  std::printf("config: n_layer=%d d_model=%d n_head=%d vocab_size=%d context_length=%d batch=%d "
+              "kv_rank=%d rope_dim=%d\n",
+              base->n_layer, base->d_model, base->n_head, base->vocab_size, T, B, base->kv_rank,
+              base->rope_dim);
   std::printf("%-9s %9s %10s %9s %9s %9s %9s %12s %9s %7s\n", "kind", "params", "tokens/s",
               "step ms", "fwd ms", "bwd ms", "opt ms", "GFLOP/token", "GFLOP/s", "MFU");
-  for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_kinds), ',')) {
-    auto kind = ParseAttentionKind(name);
-    if (!kind.ok()) {
-      std::fprintf(stderr, "mla-bench: %s\n", std::string(kind.status().message()).c_str());
-      return 2;
-    }
-    ModelConfig cfg = base;
-    cfg.attention = *kind;
-    CpuKernels cpu;
-    ProfilingKernels profiler(&cpu);
-    Kernels* kernels = absl::GetFlag(FLAGS_profile) ? static_cast<Kernels*>(&profiler) : &cpu;
+  ProfilingKernels profiler(&(*device)->kernels());
+  Kernels* kernels = absl::GetFlag(FLAGS_profile) ? &profiler : &(*device)->kernels();
+  for (AttentionKind kind : *kinds) {
+    ModelConfig cfg = *base;
+    cfg.attention = kind;
+    if (absl::Status s = ValidateModelConfig(cfg); !s.ok()) return fail(s);
+    profiler.Reset();
     auto model_or = GptModel::Create(cfg, kernels);
-    if (!model_or.ok()) {
-      std::fprintf(stderr, "mla-bench: %s\n", std::string(model_or.status().message()).c_str());
-      return 2;
-    }
+    if (!model_or.ok()) return fail(model_or.status());
     GptModel& model = **model_or;
     model.InitParameters(1);
-    std::vector<DecaySegment> segments;
-    for (const ParamSpec& p : model.layout().params) segments.push_back({p.offset, p.numel, p.decay});
-    auto opt_or = AdamW::Create(AdamWConfig{}, ElementRange{0, model.num_params()}, segments);
-    if (!opt_or.ok()) {
-      std::fprintf(stderr, "mla-bench: %s\n", std::string(opt_or.status().message()).c_str());
-      return 2;
-    }
-    AdamW& opt = *opt_or;
+    if (absl::Status s = (*device)->CreateOptimizer(AdamWConfig{}, ElementRange{0, model.num_params()},
+                                                    DecaySegments(model.layout()));
+        !s.ok())
+      return fail(s);
+    if (absl::Status s = (*device)->ParametersChanged(model.params(), model.num_params()); !s.ok())
+      return fail(s);
     std::vector<int32_t> in(static_cast<size_t>(B) * T), tg(in.size());
     for (size_t i = 0; i < in.size(); ++i) {
       in[i] = static_cast<int32_t>(UniformAt(2, 1, i) * cfg.vocab_size) % cfg.vocab_size;
@@ -107,10 +160,15 @@ int main(int argc, char** argv) {
       const auto t0 = Clock::now();
       model.ZeroGrads();
       model.Forward(in.data(), tg.data(), B, T, 1.0f / (B * T));
+      kernels->Synchronize();
       const auto t1 = Clock::now();
       model.Backward(in.data(), B, T);
+      kernels->Synchronize();
       const auto t2 = Clock::now();
-      opt.Step(model.params(), model.grads(), 1e-4f);
+      (*device)->OptimizerStep(model.params(), model.grads(), 1e-4f);
+      if (absl::Status st = (*device)->ParametersChanged(model.params(), model.num_params()); !st.ok())
+        return fail(st);
+      kernels->Synchronize();
       const auto t3 = Clock::now();
       if (s + 1 == absl::GetFlag(FLAGS_warmup)) profiler.Reset();
       if (s >= absl::GetFlag(FLAGS_warmup)) {
@@ -124,8 +182,8 @@ int main(int argc, char** argv) {
     const double tokens_per_s = B * T / step;
     const double gflops = cost.train_flops_per_token * tokens_per_s / 1e9;
     std::printf("%-9s %9lld %10.0f %9.1f %9.1f %9.1f %9.1f %12.4f %9.1f %6.1f%%\n",
-                std::string(name).c_str(), static_cast<long long>(cost.parameters), tokens_per_s,
-                step * 1e3, fwd / steps * 1e3, bwd / steps * 1e3, optim / steps * 1e3,
+                std::string(AttentionKindName(kind)).c_str(), static_cast<long long>(cost.parameters),
+                tokens_per_s, step * 1e3, fwd / steps * 1e3, bwd / steps * 1e3, optim / steps * 1e3,
                 cost.train_flops_per_token / 1e9, gflops, 100.0 * gflops / peak);
     if (absl::GetFlag(FLAGS_profile)) {
       for (const auto& [kernel, e] : profiler.entries())

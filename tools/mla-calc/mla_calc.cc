@@ -11,19 +11,10 @@
 #include "absl/flags/usage.h"
 #include "runtime/memory_plan.h"
 #include "runtime/model_config.h"
+#include "runtime/model_flags.h"
 
-ABSL_FLAG(std::string, attention, "mla_rope", "Attention kind: mha, mha_rope, mla or mla_rope.");
-ABSL_FLAG(int, vocab_size, 4096, "Vocabulary size V.");
-ABSL_FLAG(int, context_length, 512, "Context length T (FLOPs are counted at full context).");
-ABSL_FLAG(int, n_layer, 9, "Transformer blocks L.");
-ABSL_FLAG(int, d_model, 512, "Model width C.");
-ABSL_FLAG(int, n_head, 8, "Attention heads H.");
-ABSL_FLAG(int, kv_rank, 256, "MLA latent rank R.");
-ABSL_FLAG(int, rope_dim, 32, "mla_rope decoupled rotary dims.");
-ABSL_FLAG(int, q_rank, 0, "MLA query compression rank (0: none).");
-ABSL_FLAG(bool, latent_norm, false, "RMSNorm on the latents.");
-ABSL_FLAG(int, mlp_ratio, 4, "MLP width multiple.");
-ABSL_FLAG(bool, tied_embeddings, true, "Tie the output head to the embedding.");
+// The model comes from the shared model flags (runtime/model_flags.h); these
+// are the memory plan's.
 ABSL_FLAG(int, micro_batch, 0, "With a value > 0, also print the GPU training memory plan per rank for this many sequences per micro-batch.");
 ABSL_FLAG(int, seq_len, 0, "Memory plan: tokens per sequence (0: --context_length).");
 ABSL_FLAG(std::string, precision, "fp32", "Memory plan: fp32 or bf16 (matmul operands; master weights stay fp32).");
@@ -37,24 +28,7 @@ int main(int argc, char** argv) {
       "  mla-calc --attention=mla_rope --d_model=512 --kv_rank=256 --rope_dim=32\n"
       "  mla-calc --micro_batch=16 --precision=fp32 --zero=1 --ranks=8");
   absl::ParseCommandLine(argc, argv);
-  mla::ModelConfig c;
-  auto kind = mla::ParseAttentionKind(absl::GetFlag(FLAGS_attention));
-  if (!kind.ok()) {
-    std::fprintf(stderr, "mla-calc: error: %s\n", std::string(kind.status().message()).c_str());
-    return 1;
-  }
-  c.attention = *kind;
-  c.vocab_size = absl::GetFlag(FLAGS_vocab_size);
-  c.context_length = absl::GetFlag(FLAGS_context_length);
-  c.n_layer = absl::GetFlag(FLAGS_n_layer);
-  c.d_model = absl::GetFlag(FLAGS_d_model);
-  c.n_head = absl::GetFlag(FLAGS_n_head);
-  c.kv_rank = absl::GetFlag(FLAGS_kv_rank);
-  c.rope_dim = absl::GetFlag(FLAGS_rope_dim);
-  c.q_rank = absl::GetFlag(FLAGS_q_rank);
-  c.latent_norm = absl::GetFlag(FLAGS_latent_norm);
-  c.mlp_ratio = absl::GetFlag(FLAGS_mlp_ratio);
-  c.tied_embeddings = absl::GetFlag(FLAGS_tied_embeddings);
+  const mla::ModelConfig c = mla::ModelConfigFromFlags();
   if (absl::Status s = mla::ValidateModelConfig(c); !s.ok()) {
     std::fprintf(stderr, "mla-calc: error: %s\n", std::string(s.message()).c_str());
     return 1;

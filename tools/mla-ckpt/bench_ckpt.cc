@@ -30,6 +30,7 @@
 #include "checkpoint/reader.h"
 #include "checkpoint/writer.h"
 #include "glog/logging.h"
+#include "runtime/model_checkpoint.h"
 #include "runtime/model_config.h"
 #include "runtime/parameter_layout.h"
 
@@ -96,7 +97,7 @@ int Main() {
   const std::string dir = absl::GetFlag(FLAGS_dir);
   const ModelConfig config;  // the paper scale: 9 layers, d=512, 8 heads, vocab 4096
   std::vector<ckpt::TensorSpec> layout;
-  for (const ParamSpec& p : BuildParameterLayout(config).params) layout.push_back({p.name, p.shape, p.offset});
+  for (const ckpt::TensorSpec& t : TensorSpecs(BuildParameterLayout(config))) layout.push_back(t);
   const int64_t total = layout.back().offset + layout.back().numel();
   const ckpt::FlatRange mine = ckpt::EvenShard(total, rank, world);
 

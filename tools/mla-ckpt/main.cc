@@ -18,13 +18,14 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/json.h"
 #include "base/status_macros.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/reader.h"
 #include "glog/logging.h"
+#include "runtime/model_checkpoint.h"
 #include "runtime/model_config.h"
 #include "runtime/parameter_layout.h"
 
@@ -95,9 +96,18 @@ absl::StatusOr<int> Show(const std::string& spec) {
   const ckpt::AdamWScalars& a = r.adamw();
   std::printf("adamw            t=%lld beta1=%g beta2=%g eps=%g weight_decay=%g\n",
               static_cast<long long>(a.step), a.beta1, a.beta2, a.eps, a.weight_decay);
+  // The model fields in the schema's order, then every other entry (the
+  // training flags) in file order.
+  std::printf("model:\n");
+  for (const ModelConfigField& f : ModelConfigFields()) {
+    const ckpt::ConfigValue* v = r.FindConfig(f.name);
+    std::printf("  %s=%s\n", std::string(f.name).c_str(),
+                v == nullptr ? "(absent)" : ckpt::ConfigValueToString(*v).c_str());
+  }
   std::printf("config:\n");
   for (const ckpt::ConfigEntry& e : r.config())
-    std::printf("  %s=%s\n", e.key.c_str(), ckpt::ConfigValueToString(e.value).c_str());
+    if (FindModelConfigField(e.key) == nullptr)
+      std::printf("  %s=%s\n", e.key.c_str(), ckpt::ConfigValueToString(e.value).c_str());
   std::printf("state:\n");
   for (const std::string& name : r.state_names()) {
     MLA_ASSIGN_OR_RETURN(std::vector<int64_t> v, r.ReadState(name));
@@ -211,50 +221,11 @@ absl::StatusOr<int> Diff(const std::string& spec_a, const std::string& spec_b) {
   return differ ? 1 : 0;
 }
 
-// ModelConfig from the /config attributes named like ModelConfigToString's
-// fields; every one must be present.
+// The model config the checkpoint's /config holds (runtime/model_checkpoint.h).
 absl::StatusOr<ModelConfig> ModelConfigFrom(const CheckpointReader& r) {
-  ModelConfig c;
-  auto as_int = [](int* field) {
-    return [field](const std::string& v) { return absl::SimpleAtoi(v, field); };
-  };
-  auto as_bool = [](bool* field) {
-    return [field](const std::string& v) {
-      *field = v == "true";
-      return v == "true" || v == "false";
-    };
-  };
-  AttentionKind kind = c.attention;
-  std::map<std::string, std::function<bool(const std::string&)>> setters = {
-      {"vocab_size", as_int(&c.vocab_size)},   {"context_length", as_int(&c.context_length)},
-      {"n_layer", as_int(&c.n_layer)},         {"d_model", as_int(&c.d_model)},
-      {"n_head", as_int(&c.n_head)},           {"kv_rank", as_int(&c.kv_rank)},
-      {"rope_dim", as_int(&c.rope_dim)},       {"q_rank", as_int(&c.q_rank)},
-      {"mlp_ratio", as_int(&c.mlp_ratio)},     {"latent_norm", as_bool(&c.latent_norm)},
-      {"tied_embeddings", as_bool(&c.tied_embeddings)},
-      {"rope_theta", [&c](const std::string& v) { return absl::SimpleAtof(v, &c.rope_theta); }},
-      {"attention", [&kind](const std::string& v) {
-         absl::StatusOr<AttentionKind> k = ParseAttentionKind(v);
-         if (k.ok()) kind = *k;
-         return k.ok();
-       }}};
-  for (absl::string_view line : absl::StrSplit(ModelConfigToString(ModelConfig()), '\n', absl::SkipEmpty())) {
-    const std::string field(line.substr(0, line.find('=')));
-    auto setter = setters.find(field);
-    if (setter == setters.end())
-      return absl::InternalError(absl::StrCat("mla-ckpt does not know ModelConfig field '", field, "'"));
-    const ckpt::ConfigValue* v = r.FindConfig(field);
-    if (v == nullptr)
-      return absl::DataLossError(absl::StrCat("checkpoint ", r.path(), ": /config lacks model field '", field, "'"));
-    const std::string text = ckpt::ConfigValueToString(*v);
-    if (!setter->second(text))
-      return absl::DataLossError(
-          absl::StrCat("checkpoint ", r.path(), ": /config ", field, "=", text, " is not a valid value"));
-  }
-  c.attention = kind;
-  absl::Status valid = ValidateModelConfig(c);
-  if (!valid.ok())
-    return absl::DataLossError(absl::StrCat("checkpoint ", r.path(), ": /config is not a valid model: ", valid.message()));
+  absl::StatusOr<ModelConfig> c = ModelConfigFromEntries(r.config());
+  if (!c.ok())
+    return absl::DataLossError(absl::StrCat("checkpoint ", r.path(), ": /config: ", c.status().message()));
   return c;
 }
 
@@ -263,7 +234,7 @@ absl::StatusOr<int> Verify(const std::string& spec) {
   MLA_ASSIGN_OR_RETURN(CheckpointReader r, CheckpointReader::Open(path));
   MLA_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFrom(r));
   std::vector<TensorSpec> expected;
-  for (const ParamSpec& p : BuildParameterLayout(config).params) expected.push_back({p.name, p.shape, p.offset});
+  for (const ckpt::TensorSpec& t : TensorSpecs(BuildParameterLayout(config))) expected.push_back(t);
   ckpt::VerifyReport report;
   MLA_RETURN_IF_ERROR(ckpt::VerifyCheckpoint(r, expected, &report));
   std::printf("%s: OK (format v%lld, digest of all %lld bytes good, %zu tensors match the config, "
@@ -272,21 +243,6 @@ absl::StatusOr<int> Verify(const std::string& spec) {
               static_cast<long long>(r.integrity().file_bytes), expected.size(),
               static_cast<long long>(report.tensors_read), static_cast<long long>(report.bytes_read));
   return 0;
-}
-
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
 }
 
 // safetensors: u64 little-endian header length, a JSON header (padded with
@@ -300,19 +256,19 @@ absl::StatusOr<int> Export(const std::string& spec) {
   if (out.empty()) return absl::InvalidArgumentError("export needs --out=FILE");
   MLA_ASSIGN_OR_RETURN(CheckpointReader r, OpenSpec(spec));
   std::vector<std::string> meta = {
-      absl::StrCat(JsonString("format"), ":", JsonString(ckpt::kFormatName)),
-      absl::StrCat(JsonString("step"), ":", JsonString(absl::StrCat(r.header().step))),
-      absl::StrCat(JsonString("tokens_seen"), ":", JsonString(absl::StrCat(r.header().tokens_seen))),
-      absl::StrCat(JsonString("mlatrain_version"), ":", JsonString(r.header().mlatrain_version)),
-      absl::StrCat(JsonString("git_revision"), ":", JsonString(r.header().git_revision))};
+      absl::StrCat(json::Quote("format"), ":", json::Quote(ckpt::kFormatName)),
+      absl::StrCat(json::Quote("step"), ":", json::Quote(absl::StrCat(r.header().step))),
+      absl::StrCat(json::Quote("tokens_seen"), ":", json::Quote(absl::StrCat(r.header().tokens_seen))),
+      absl::StrCat(json::Quote("mlatrain_version"), ":", json::Quote(r.header().mlatrain_version)),
+      absl::StrCat(json::Quote("git_revision"), ":", json::Quote(r.header().git_revision))};
   for (const ckpt::ConfigEntry& e : r.config())
-    meta.push_back(absl::StrCat(JsonString(absl::StrCat("config.", e.key)), ":",
-                                JsonString(ckpt::ConfigValueToString(e.value))));
-  std::vector<std::string> entries = {absl::StrCat(JsonString("__metadata__"), ":{", absl::StrJoin(meta, ","), "}")};
+    meta.push_back(absl::StrCat(json::Quote(absl::StrCat("config.", e.key)), ":",
+                                json::Quote(ckpt::ConfigValueToString(e.value))));
+  std::vector<std::string> entries = {absl::StrCat(json::Quote("__metadata__"), ":{", absl::StrJoin(meta, ","), "}")};
   int64_t begin = 0;
   for (const TensorSpec& t : r.layout()) {
     const int64_t end = begin + t.numel() * 4;
-    entries.push_back(absl::StrCat(JsonString(t.name), ":{\"dtype\":\"F32\",\"shape\":[", absl::StrJoin(t.shape, ","),
+    entries.push_back(absl::StrCat(json::Quote(t.name), ":{\"dtype\":\"F32\",\"shape\":[", absl::StrJoin(t.shape, ","),
                                    "],\"data_offsets\":[", begin, ",", end, "]}"));
     begin = end;
   }

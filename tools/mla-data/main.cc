@@ -34,6 +34,9 @@
 ABSL_FLAG(std::string, out, "data",
           "Output directory (stories, tokenizer, tokenize, all); created if missing.");
 ABSL_FLAG(int64_t, count, 100000, "stories: number of stories to generate.");
+ABSL_FLAG(std::string, grammar, "v1",
+          "stories, all: the story grammar: a built-in one (v1: the original corpus; v2: "
+          "richer, with long-range structure) or the path of a grammar file (docs/data.md).");
 ABSL_FLAG(uint64_t, seed, 1,
           "Seed of the story generator (stories), of the tokenizer's sample of stories "
           "(tokenizer) and of the train/val split (tokenize).");
@@ -51,7 +54,13 @@ ABSL_FLAG(std::string, tokenizer, "",
           "tokenize, inspect: the tokenizer model. Default: OUT/tokenizer.model (tokenize), "
           "tokenizer.model beside the shard (inspect, optional there).");
 ABSL_FLAG(double, val_fraction, 0.05, "tokenize: fraction of stories in the validation split.");
-ABSL_FLAG(int32_t, threads, 2, "Worker threads for training the tokenizer and for tokenizing.");
+ABSL_FLAG(int32_t, threads, 2,
+          "Worker threads for generating stories, training the tokenizer and tokenizing (the "
+          "stories do not depend on it).");
+ABSL_FLAG(int64_t, context_stories, 10000,
+          "stories: measure the corpus's context sensitivity on its first N stories (90 % to "
+          "count n-grams, 10 % held out; docs/data.md); with a grammar other than v1, v1 "
+          "stories of the same seed are measured too, for comparison. 0 skips it.");
 ABSL_FLAG(int32_t, sample_tokens, 80, "inspect: number of tokens to decode and print.");
 
 namespace mla {
@@ -61,9 +70,10 @@ constexpr char kUsage[] = R"(builds story corpora, tokenizers and token shards.
 
 Usage: mla-data <subcommand> [flags]
 
-  stories    --count N --seed S --out DIR
+  stories    --count N --seed S --grammar G --out DIR
              Generates N distinct synthetic children's stories into DIR/stories.txt
-             (one per line) and prints corpus statistics.
+             (one per line) from grammar G (v1, v2 or a grammar file) and prints
+             corpus statistics and the context-sensitivity figure.
   tokenizer  [--corpus FILE --format F] --vocab_size V --tokenizer_sentences K --out DIR
              Trains a sentencepiece BPE tokenizer (byte fallback, unk=0 bos=1 eos=2)
              and writes DIR/tokenizer.model.
@@ -100,7 +110,56 @@ absl::StatusOr<std::vector<std::string>> LoadCorpus(const std::string& default_p
   MLA_ASSIGN_OR_RETURN(std::vector<std::string> stories, ReadCorpus(path, format));
   std::printf("corpus     %s: %zu stories (read in %.2f s)\n", path.c_str(), stories.size(),
               Seconds(start));
+  StoryCorpusStats stats;
+  CountWords(stories, &stats);
+  std::printf("           words %lld (per story: mean %.1f, median %lld, p90 %lld, min %lld, "
+              "max %lld), distinct words %lld\n",
+              static_cast<long long>(stats.words),
+              static_cast<double>(stats.words) / static_cast<double>(stats.stories),
+              static_cast<long long>(stats.median_words), static_cast<long long>(stats.p90_words),
+              static_cast<long long>(stats.min_words), static_cast<long long>(stats.max_words),
+              static_cast<long long>(stats.distinct_words));
   return stories;
+}
+
+constexpr int kShortContext = 16, kLongContext = 128;
+
+void PrintContextSensitivity(const char* label, const ContextSensitivity& c) {
+  std::printf("           %s: %.4f nats/token (ctx %d: %.4f, ctx %d: %.4f; %lld held-out tokens)\n",
+              label, c.gap(), c.short_context, c.short_nats, c.long_context, c.long_nats,
+              static_cast<long long>(c.eval_tokens));
+}
+
+// The context-sensitivity figure of the first --context_stories stories, and
+// of v1 stories of the same seed when the grammar is another one.
+absl::Status ReportContextSensitivity(const std::vector<std::string>& stories,
+                                      const StoryOptions& options, uint64_t seed) {
+  int64_t n = std::min<int64_t>(absl::GetFlag(FLAGS_context_stories),
+                                static_cast<int64_t>(stories.size()));
+  if (n <= 0) return absl::OkStatus();
+  if (n < 10) {
+    std::printf("context    (needs at least 10 stories; skipped)\n");
+    return absl::OkStatus();
+  }
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::string> sample(stories.begin(), stories.begin() + n);
+  ContextSensitivity c = MeasureContextSensitivity(sample, kShortContext, kLongContext);
+  std::printf("context    sensitivity = cross-entropy gain from seeing tokens %d..%d back "
+              "(%lld stories: %lld to count, %lld held out)\n",
+              kShortContext + 1, kLongContext, static_cast<long long>(n),
+              static_cast<long long>(c.train_stories), static_cast<long long>(c.eval_stories));
+  PrintContextSensitivity(options.grammar.c_str(), c);
+  if (options.grammar != "v1") {
+    StoryOptions v1 = options;
+    v1.grammar = "v1";
+    MLA_ASSIGN_OR_RETURN(std::vector<std::string> reference, GenerateStories(n, seed, v1, nullptr));
+    ContextSensitivity r = MeasureContextSensitivity(reference, kShortContext, kLongContext);
+    PrintContextSensitivity("v1 (reference)", r);
+    std::printf("           ratio %s / v1: %.2f\n", options.grammar.c_str(),
+                r.gap() > 0 ? c.gap() / r.gap() : 0.0);
+  }
+  std::printf("           (measured in %.2f s)\n", Seconds(start));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> RunStories() {
@@ -109,20 +168,31 @@ absl::StatusOr<std::vector<std::string>> RunStories() {
   MLA_RETURN_IF_ERROR(MakeDir(absl::GetFlag(FLAGS_out)));
   auto start = std::chrono::steady_clock::now();
   StoryCorpusStats stats;
-  MLA_ASSIGN_OR_RETURN(std::vector<std::string> stories, GenerateStories(count, seed, &stats));
+  StoryOptions options;
+  options.grammar = absl::GetFlag(FLAGS_grammar);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  MLA_ASSIGN_OR_RETURN(std::vector<std::string> stories,
+                       GenerateStories(count, seed, options, &stats));
   double gen_s = Seconds(start);
   std::string path = OutPath("stories.txt");
   MLA_RETURN_IF_ERROR(WriteCorpusLines(path, stories));
   std::printf(
-      "stories    %s: %lld stories, seed %llu, generated in %.2f s (with statistics)\n"
-      "           words %lld (%.1f per story, min %lld, max %lld), distinct words %lld, "
-      "distinct sentence frames %lld of %lld\n",
-      path.c_str(), static_cast<long long>(stats.stories), static_cast<unsigned long long>(seed),
-      gen_s, static_cast<long long>(stats.words),
+      "stories    %s: %lld stories, grammar %s, seed %llu, generated in %.2f s on %d threads "
+      "(with statistics)\n"
+      "           words %lld (per story: mean %.1f, median %lld, p90 %lld, min %lld, max %lld), "
+      "distinct words %lld\n"
+      "           sentence templates used %lld of %lld, distinct sentence frames %lld\n",
+      path.c_str(), static_cast<long long>(stats.stories), options.grammar.c_str(),
+      static_cast<unsigned long long>(seed), gen_s, options.threads,
+      static_cast<long long>(stats.words),
       static_cast<double>(stats.words) / static_cast<double>(stats.stories),
+      static_cast<long long>(stats.median_words), static_cast<long long>(stats.p90_words),
       static_cast<long long>(stats.min_words), static_cast<long long>(stats.max_words),
-      static_cast<long long>(stats.distinct_words), static_cast<long long>(stats.distinct_frames),
-      static_cast<long long>(stats.available_frames));
+      static_cast<long long>(stats.distinct_words),
+      static_cast<long long>(stats.distinct_templates),
+      static_cast<long long>(stats.available_templates),
+      static_cast<long long>(stats.distinct_frames));
+  MLA_RETURN_IF_ERROR(ReportContextSensitivity(stories, options, seed));
   return stories;
 }
 

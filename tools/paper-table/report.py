@@ -19,12 +19,16 @@ input file raises ReportError naming it.
 """
 import json
 import os
+import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from mlatrain import metrics  # noqa: E402
 
 class ReportError(Exception):
     pass
@@ -40,25 +44,11 @@ def _read_json(path):
 
 def read_metrics(path):
     """(progress, validation) records of metrics.jsonl, last record per step wins."""
-    progress, validation = {}, {}
     try:
-        with open(path) as f:
-            lines = f.readlines()
-    except OSError as e:
-        raise ReportError(f"{path}: {e}") from e
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line of a killed run
-        if "loss" in rec:
-            progress[rec["step"]] = rec
-        elif "val_loss" in rec:
-            validation[rec["step"]] = rec
-    return ([progress[s] for s in sorted(progress)], [validation[s] for s in sorted(validation)])
+        rows = metrics.read(path)
+    except metrics.MetricsError as e:
+        raise ReportError(str(e)) from e
+    return metrics.progress(rows), metrics.validation(rows)
 
 
 def pick_decode_speed(report):

@@ -1,12 +1,13 @@
-#include "base/utf8.h"
-#include "launch/mla_eval_json.h"
+#include "base/json.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/utf8.h"
 
 namespace mla::json {
 namespace {
@@ -15,7 +16,7 @@ constexpr int kMaxDepth = 64;
 
 class Parser {
  public:
-  explicit Parser(absl::string_view text) : t_(text) {}
+  Parser(absl::string_view text, size_t pos) : t_(text), i_(pos) {}
 
   absl::StatusOr<Value> ParseDocument() {
     Value v;
@@ -26,10 +27,28 @@ class Parser {
     return v;
   }
 
- private:
-  absl::Status Error(absl::string_view expected) const {
-    return absl::InvalidArgumentError(absl::StrCat("bad JSON at byte ", i_, ": expected ", expected));
+  size_t pos() const { return i_; }
+  bool AtEnd() {
+    SkipSpace();
+    return i_ == t_.size();
   }
+  // Consumes `c` (after whitespace) when it is next.
+  bool Consume(char c) {
+    SkipSpace();
+    if (i_ < t_.size() && t_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  absl::Status ParseValue(Value* v) { return ParseValue(0, v); }
+
+  absl::Status Error(absl::string_view expected) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed JSON at byte ", i_, ": expected ", expected));
+  }
+
+ private:
   void SkipSpace() {
     while (i_ < t_.size() && (t_[i_] == ' ' || t_[i_] == '\t' || t_[i_] == '\n' || t_[i_] == '\r'))
       ++i_;
@@ -190,7 +209,7 @@ class Parser {
   }
 
   absl::string_view t_;
-  size_t i_ = 0;
+  size_t i_;
 };
 
 }  // namespace
@@ -201,7 +220,32 @@ const Value* Value::Find(absl::string_view key) const {
   return nullptr;
 }
 
-absl::StatusOr<Value> Parse(absl::string_view text) { return Parser(text).ParseDocument(); }
+absl::StatusOr<Value> Parse(absl::string_view text) { return Parser(text, 0).ParseDocument(); }
+
+absl::StatusOr<bool> StreamReader::Next(Value* item) {
+  *item = Value();
+  Parser p(text_, pos_);
+  if (!in_array_) {
+    if (p.AtEnd()) return false;
+    if (p.Consume('[')) {
+      pos_ = p.pos();
+      in_array_ = true;
+      first_in_array_ = true;
+      return Next(item);
+    }
+  } else {
+    if (p.Consume(']')) {
+      pos_ = p.pos();
+      in_array_ = false;
+      return Next(item);
+    }
+    if (!first_in_array_ && !p.Consume(',')) return p.Error("',' or ']'");
+    first_in_array_ = false;
+  }
+  if (absl::Status st = p.ParseValue(item); !st.ok()) return st;
+  pos_ = p.pos();
+  return true;
+}
 
 std::string Quote(absl::string_view s) {
   std::string out = "\"";
@@ -220,6 +264,10 @@ std::string Quote(absl::string_view s) {
   }
   out += "\"";
   return out;
+}
+
+std::string Number(const absl::FormatSpec<double>& format, double v) {
+  return std::isfinite(v) ? absl::StrFormat(format, v) : "null";
 }
 
 std::string Number(double v) {

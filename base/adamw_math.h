@@ -15,7 +15,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "layers/math/host_device.h"
+#include "base/host_device.h"
 
 namespace mla {
 
