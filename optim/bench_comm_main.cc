@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "base/cli.h"
@@ -18,6 +19,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
@@ -28,6 +31,12 @@ ABSL_FLAG(int, min_mb, 1, "Smallest all-reduce buffer, in MiB (float32 elements)
 ABSL_FLAG(int, max_mb, 128, "Largest all-reduce buffer, in MiB; sizes double from --min_mb.");
 ABSL_FLAG(int, iters, 10, "Timed repetitions per measurement (the median is reported).");
 ABSL_FLAG(int, warmup, 2, "Untimed repetitions before each measurement.");
+ABSL_FLAG(std::vector<std::string>, sizes_mib, {},
+          "Explicit all-reduce sizes in MiB (comma-separated, fractions allowed, e.g. the "
+          "gradient buckets of a model) instead of the doubling series --min_mb..--max_mb.");
+ABSL_FLAG(double, gradient_mib, 0,
+          "Size of the GradientReducer measurement in MiB (0: --max_mb), e.g. a model's "
+          "whole fp32 gradient buffer.");
 ABSL_FLAG(double, bucket_mb, 25.0, "Bucket size of the GradientReducer measurement, in MiB.");
 ABSL_FLAG(int64_t, adamw_params, 30000000,
           "Parameters in the AdamW step measurement (0 skips it).");
@@ -68,6 +77,23 @@ absl::Status Run() {
       absl::GetFlag(FLAGS_max_mb) < absl::GetFlag(FLAGS_min_mb))
     return absl::InvalidArgumentError(
         "need --iters >= 1, --warmup >= 0 and 1 <= --min_mb <= --max_mb");
+  std::vector<double> sizes_mib;
+  for (const std::string& s : absl::GetFlag(FLAGS_sizes_mib)) {
+    double mib = 0;
+    if (!absl::SimpleAtod(s, &mib) || !(mib > 0))
+      return absl::InvalidArgumentError(
+          absl::StrCat("--sizes_mib: '", s, "' is not a positive number of MiB"));
+    sizes_mib.push_back(mib);
+  }
+  if (sizes_mib.empty())
+    for (int mb = absl::GetFlag(FLAGS_min_mb); mb <= absl::GetFlag(FLAGS_max_mb); mb *= 2)
+      sizes_mib.push_back(mb);
+  const double gradient_mib = absl::GetFlag(FLAGS_gradient_mib) > 0
+                                  ? absl::GetFlag(FLAGS_gradient_mib)
+                                  : absl::GetFlag(FLAGS_max_mb);
+  auto floats_of = [](double mib) {
+    return std::max<int64_t>(1, static_cast<int64_t>(mib * 1024 * 1024 / 4));
+  };
   const double ring_factor = 2.0 * (n - 1) / n;
   if (print) {
     std::printf("ranks %d, OpenMP threads per rank from OMP_NUM_THREADS\n", n);
@@ -76,8 +102,8 @@ absl::Status Run() {
   }
 
   std::vector<float> buffer;
-  for (int mb = absl::GetFlag(FLAGS_min_mb); mb <= absl::GetFlag(FLAGS_max_mb); mb *= 2) {
-    const int64_t floats = int64_t{mb} * 1024 * 1024 / 4;
+  for (double mb : sizes_mib) {
+    const int64_t floats = floats_of(mb);
     buffer.assign(static_cast<size_t>(floats), 1.0f);
     auto span = absl::MakeSpan(buffer);
     MLA_ASSIGN_OR_RETURN(double t, TimeMedian(*comm, warmup, iters, [&] {
@@ -85,13 +111,13 @@ absl::Status Run() {
                          }));
     const double bytes = static_cast<double>(floats) * 4;
     if (print)
-      std::printf("%-28s %10d %12.3f %14.2f %14.2f\n", "AllReduce(sum)", mb, t * 1e3,
+      std::printf("%-28s %10.2f %12.3f %14.2f %14.2f\n", "AllReduce(sum)", mb, t * 1e3,
                   bytes / t / 1e9, bytes / t / 1e9 * ring_factor);
   }
 
   {
-    const int mb = absl::GetFlag(FLAGS_max_mb);
-    const int64_t floats = int64_t{mb} * 1024 * 1024 / 4;
+    const double mb = gradient_mib;
+    const int64_t floats = floats_of(mb);
     buffer.assign(static_cast<size_t>(floats), 1.0f);
     GradientReducer reducer(comm.get(), absl::MakeSpan(buffer), GradientSync::kAllReduce,
                             absl::GetFlag(FLAGS_bucket_mb));
@@ -105,7 +131,7 @@ absl::Status Run() {
                          }));
     const double bytes = static_cast<double>(floats) * 4;
     if (print)
-      std::printf("%-28s %10d %12.3f %14.2f %14.2f\n", "GradientReducer(avg,bucket)", mb,
+      std::printf("%-28s %10.2f %12.3f %14.2f %14.2f\n", "GradientReducer(avg,bucket)", mb,
                   t * 1e3, bytes / t / 1e9, bytes / t / 1e9 * ring_factor);
   }
 
@@ -141,7 +167,7 @@ absl::Status Run() {
 
 int main(int argc, char** argv) {
   mla::SetCommandLineUsage(
-      "Measures all-reduce bandwidth (1..128 MiB float buffers), the bucketed gradient\n"
+      "Measures all-reduce bandwidth (1..128 MiB float buffers, or --sizes_mib), the bucketed gradient\n"
       "all-reduce and AdamW step throughput. Usage: mpirun -np 2 mla-bench-comm [flags]");
   absl::ParseCommandLine(argc, argv);
   absl::Status status = mla::Run();

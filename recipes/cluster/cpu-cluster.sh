@@ -8,6 +8,13 @@
 #   HOSTFILE=recipes/cluster/hostfile.example recipes/cluster/cpu-cluster.sh [extra flags]
 #   DRY_RUN=1 recipes/cluster/cpu-cluster.sh   (prints world size and command, runs nothing)
 #
+# Environment: HOSTFILE, RECIPE, SHARED, DATA_DIR, RUN_DIR, BIN, THREADS,
+# RANKS, MICRO_BATCH (below); BIND_TO (core, or none when "hosts" share cores,
+# as in the namespace cluster of tests/cluster); MPI_ARGS (extra mpirun flags,
+# split on spaces, e.g. the transport selection). MLA_CLUSTER_HOSTFILE and
+# MLA_CLUSTER_MPI_ARGS, set by tests/cluster/netns_cluster.py, stand in for
+# HOSTFILE and MPI_ARGS when those are unset.
+#
 # To stop with a checkpoint, send SIGTERM to the mla-train processes on every
 # host (e.g. `pdsh -w node0[1-4] pkill -TERM -x mla-train`), not to mpirun:
 # Open MPI 4.1's mpirun does not pass SIGTERM on. Every rank checkpoints and
@@ -16,7 +23,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-HOSTFILE="${HOSTFILE:-recipes/cluster/hostfile.example}"
+HOSTFILE="${HOSTFILE:-${MLA_CLUSTER_HOSTFILE:-recipes/cluster/hostfile.example}}"
+MPI_ARGS="${MPI_ARGS:-${MLA_CLUSTER_MPI_ARGS:-}}"
+BIND_TO="${BIND_TO:-core}"
 RECIPE="${RECIPE:-recipes/paper/mla_rope_r256.flags}"
 SHARED="${SHARED:-/shared/${USER:-mla}/mlatrain}"
 DATA_DIR="${DATA_DIR:-$SHARED/data}"
@@ -30,9 +39,17 @@ WORLD="${RANKS:-$SLOTS}"
 # micro-batches of 4 (accumulation 4) to keep activations in a socket's cache budget.
 MICRO_BATCH="${MICRO_BATCH:-4}"
 
-MPI_FLAGS=(--hostfile "$HOSTFILE" --map-by ppr:1:socket:PE="$THREADS" --bind-to core
-           --mca odls_base_sigkill_timeout 110)
-if [ "$(id -u)" -eq 0 ]; then MPI_FLAGS+=(--allow-run-as-root); fi
+MPI_FLAGS=(--hostfile "$HOSTFILE" --mca odls_base_sigkill_timeout 110)
+if [ "$BIND_TO" = none ]; then
+  MPI_FLAGS+=(--bind-to none)
+else
+  MPI_FLAGS+=(--map-by ppr:1:socket:PE="$THREADS" --bind-to "$BIND_TO")
+fi
+# shellcheck disable=SC2206  # MPI_ARGS is a list of words by design
+MPI_FLAGS+=($MPI_ARGS)
+if [ "$(id -u)" -eq 0 ] && [[ " ${MPI_FLAGS[*]} " != *" --allow-run-as-root "* ]]; then
+  MPI_FLAGS+=(--allow-run-as-root)
+fi
 CMD=(mpirun "${MPI_FLAGS[@]}" -np "$WORLD" -x OMP_NUM_THREADS="$THREADS" -x OMP_PROC_BIND=close
      "$BIN" "--flagfile=$RECIPE" "--train_data=$DATA_DIR/train.bin" "--val_data=$DATA_DIR/val.bin"
      "--tokenizer=$DATA_DIR/tokenizer.model" "--out_dir=$RUN_DIR" "--resume=auto"
