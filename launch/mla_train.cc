@@ -115,6 +115,7 @@ absl::StatusOr<mla::TrainOptions> OptionsFromFlags() {
   o.eps = static_cast<float>(absl::GetFlag(FLAGS_eps));
   o.grad_clip = static_cast<float>(absl::GetFlag(FLAGS_grad_clip));
   o.zero_stage = absl::GetFlag(FLAGS_zero);
+  o.save_timeout_s = std::max(0.0, absl::GetFlag(FLAGS_collective_timeout));
   o.skip_nonfinite = absl::GetFlag(FLAGS_skip_nonfinite);
   o.bucket_mb = absl::GetFlag(FLAGS_bucket_mb);
   o.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));

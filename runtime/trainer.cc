@@ -26,6 +26,7 @@
 #include "checkpoint/commit.h"
 #include "checkpoint/reader.h"
 #include "checkpoint/writer.h"
+#include "comm/watchdog.h"
 #include "glog/logging.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
@@ -573,7 +574,12 @@ absl::Status Run::Save() {
   so.keep_every = o_.ckpt_keep_every;
   so.agree = [this](const absl::Status& local) { return AgreeOnStatus(*comm_, local); };
   const auto t0 = Clock::now();
-  MLA_ASSIGN_OR_RETURN(std::string path, ckpt::SaveCheckpoint(MPI_COMM_WORLD, st, so));
+  absl::StatusOr<std::string> saved;
+  {
+    Watchdog guard(o_.save_timeout_s, absl::StrCat("the checkpoint save at step ", step_));
+    saved = ckpt::SaveCheckpoint(MPI_COMM_WORLD, st, so);
+  }
+  MLA_ASSIGN_OR_RETURN(std::string path, std::move(saved));
   if (rank_ == 0) {
     std::printf("mla-train: checkpoint %s (%.2f s)\n", path.c_str(), Since(t0));
     std::fflush(stdout);

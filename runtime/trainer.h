@@ -50,6 +50,10 @@ struct TrainOptions {
   int64_t ckpt_every = 0;  // 0: only at the end
   int ckpt_keep_last = 3;
   int ckpt_keep_every = 0;
+  // A checkpoint save (parallel HDF5: collectives inside MPI-IO that the
+  // communicator's timeout cannot see) that takes longer ends the job
+  // (comm/watchdog.h); 0: no limit. mla-train sets --collective_timeout.
+  double save_timeout_s = 0;
   std::string resume;  // "", "auto" or a checkpoint path
   int threads = 0;     // OpenMP threads per rank; 0: leave as is
   std::string device = "cpu";  // "cpu" or "cuda" (runtime/training_device.h)

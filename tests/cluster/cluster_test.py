@@ -10,14 +10,15 @@ recipes/cluster/cpu-cluster.sh exactly as on a real CPU cluster.
   - a checkpoint written across nodes verifies and resumes on one host;
   - a node's link set down mid-step: every rank exits non-zero within
     --collective_timeout + 10 s naming the lost peer, and `latest` verifies;
-  - a node killed while the job writes a checkpoint: the job ends non-zero in
-    bounded time and `latest` verifies.
+  - a node killed while the job writes a checkpoint: the surviving rank exits
+    non-zero within --collective_timeout + 10 s and `latest` verifies.
 
 Run by ctest as `python3 cluster_test.py BUILD_DIR`. Exits 77 (ctest: skipped)
 with the reason when this machine does not allow network namespaces.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -202,9 +203,13 @@ class NodeFaultTest(ClusterCase):
         verify(self, latest(run))
 
     def test_node_killed_while_saving_ends_the_job_and_latest_verifies(self):
+        # The parallel HDF5 write waits inside MPI-IO, where the communicator's
+        # timeout cannot see; the save's own watchdog (comm/watchdog.h, the
+        # same --collective_timeout) ends the surviving rank.
         run = os.path.join(TMP, "nodekill")
         with netns_cluster.NetnsCluster(2) as c:
-            proc, log = self.start(c, run, "--steps=200", "--ckpt_every=1")
+            proc, log = self.start(c, run, "--steps=200", "--ckpt_every=1",
+                                   f"--collective_timeout={TIMEOUT_S}")
             ckdir = os.path.join(run, "checkpoints")
             try:
                 wait_for(lambda: os.path.exists(os.path.join(ckdir, "latest")), 120,
@@ -213,14 +218,25 @@ class NodeFaultTest(ClusterCase):
                          "a checkpoint being written")
                 c.kill_node(1)
                 t0 = time.monotonic()
-                proc.wait(timeout=60)
+                wait_for(lambda: not trainer_pids(c, 0), TIMEOUT_S + 10,
+                         "the surviving rank to exit after its peer's node was killed")
                 elapsed = time.monotonic() - t0
             finally:
                 c.kill_node(0)
+                proc.wait(timeout=30)
             log.seek(0)
             text = log.read()
         self.assertNotEqual(proc.returncode, 0, text)
-        self.assertLess(elapsed, 60, text)
+        self.assertLessEqual(elapsed, TIMEOUT_S + 10, text)
+        # Reported by the surviving rank (the save watchdog or the collective
+        # timeout) or by mpirun, which loses the host's daemon: Open MPI 4.1
+        # says "lost communication with a remote daemon", or, when the launch
+        # agent dies with the host (ssh would too), "unable to reliably start
+        # one or more daemons". Which reaches the log first depends on the
+        # moment of the kill.
+        self.assertRegex(text, r"rank 0: .*(did not finish|silent: rank 1)|"
+                               r"lost communication with a remote daemon|"
+                               r"unable to reliably start one or more daemons", text)
         verify(self, latest(run))
 
 

@@ -13,10 +13,14 @@ For each model shape (the quickstart recipe and the paper shape):
      25 MiB buckets, and mla-bench-comm times an all-reduce of each bucket
      size and the whole bucketed GradientReducer, on both paths;
   3. the prediction for the TCP path: the ring all-reduce of S bytes over N
-     ranks moves 2(N-1)/N * S per rank, so t = 2(N-1)/N * S / B + 2(N-1) * a,
-     with B the per-direction TCP bandwidth while both directions stream
-     (measured here between the two namespaces with plain sockets) and a the
-     one-way small-message latency (half a measured round trip).
+     ranks moves 2(N-1)/N * S per rank, so the model of docs/communication.md
+     is t = 2(N-1)/N * S / B + 2(N-1) * a, with B the per-direction TCP
+     bandwidth while both directions stream (measured here between the two
+     namespaces with plain sockets) and a the one-way small-message latency
+     (half a measured round trip). On a network as fast as memory the
+     reduction itself is not free: each rank adds (N-1)/N * S bytes of
+     incoming data into its buffer, at the rate R of a single-core float32
+     `a += b` (measured here), so the corrected model adds (N-1)/N * S / R.
 
 Writes a markdown table on stdout and, with --out, the figures as JSON.
 Measure on a quiet machine (nothing else running); the load average is
@@ -129,6 +133,19 @@ else:
     return out
 
 
+def reduce_rate(mib=25, repeats=7):
+    """Bytes of one operand per second of a float32 in-place add (one core)."""
+    import numpy as np
+    a = np.ones(mib << 18, dtype=np.float32)
+    b = np.ones_like(a)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a += b
+        times.append(time.perf_counter() - t0)
+    return a.nbytes / sorted(times)[len(times) // 2]
+
+
 def buckets(total_mib):
     out, left = [], total_mib
     while left > BUCKET_MIB:
@@ -193,9 +210,12 @@ def main():
                        capture_output=True)
         with netns_cluster.NetnsCluster(2) as c:
             tcp = tcp_figures(c)
+            tcp["reduce_GBps"] = reduce_rate() / 1e9
             result["tcp"] = tcp
             cenv = c.env(env)
-            cluster_mpi = ["mpirun", *c.mpirun_args(), "-np", "2"]
+            # The "hosts" share this machine's cores: binding each rank to its
+            # host's first core would put both ranks on core 0.
+            cluster_mpi = ["mpirun", *c.mpirun_args(), "--bind-to", "none", "-np", "2"]
             local_mpi = ["mpirun", *MPI_LOCAL, "-np", "2"]
             for name, flags in SHAPES.items():
                 r = {}
@@ -213,9 +233,13 @@ def main():
                 n = 2
                 b = tcp["bandwidth_GBps"] * 1e9
                 lat = tcp["latency_us"] * 1e-6
-                r["predicted_tcp_ms"] = {
+                red = tcp["reduce_GBps"] * 1e9
+                r["model_tcp_ms"] = {
                     round(s, 2): (2 * (n - 1) / n * s * 2**20 / b + 2 * (n - 1) * lat) * 1e3
                     for s in r["buckets_mib"]}
+                r["predicted_tcp_ms"] = {
+                    k: v + (n - 1) / n * k * 2**20 / red * 1e3
+                    for k, v in r["model_tcp_ms"].items()}
                 result["shapes"][name] = r
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -223,23 +247,27 @@ def main():
 
     t = result["tcp"]
     print(f"TCP between nodes: {t['bandwidth_GBps']:.2f} GB/s per direction (both streaming), "
-          f"{t['latency_us']:.0f} us one-way; load average {result['load_average_before']:.2f} "
+          f"{t['latency_us']:.0f} us one-way; float32 a += b at {t['reduce_GBps']:.2f} GB/s; "
+          f"load average {result['load_average_before']:.2f} "
           f"before, {result['load_average_after']:.2f} after\n")
-    print("| shape | params | all-reduce of | predicted TCP ms | measured TCP ms | measured/"
-          "predicted | shared memory ms | comm share of step, TCP | same, shared memory |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| shape | params | all-reduce of | model ms (network only) | model + reduction ms | "
+          "measured TCP ms | measured / (model + reduction) | shared memory ms | "
+          "comm share of step, TCP | same, shared memory |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in result["shapes"].items():
         first = True
         for s in sorted(set(round(x, 2) for x in r["buckets_mib"])):
             pred, tcp_ms, shm_ms = r["predicted_tcp_ms"][s], r["tcp_ms"][s], r["shm_ms"][s]
+            net = r["model_tcp_ms"][s]
             tail = (f"{r['comm_share_tcp']:.1%} | {r['comm_share_shm']:.1%}" if first else " | ")
             print(f"| {name if first else ''} | {r['params'] if first else ''} | "
-                  f"{s:.2f} MiB bucket | {pred:.2f} | {tcp_ms:.2f} | {tcp_ms / pred:.2f} | "
+                  f"{s:.2f} MiB bucket | {net:.2f} | {pred:.2f} | {tcp_ms:.2f} | {tcp_ms / pred:.2f} | "
                   f"{shm_ms:.2f} | {tail} |")
             first = False
         pred_total = sum(r["predicted_tcp_ms"][round(s, 2)] for s in r["buckets_mib"])
+        net_total = sum(r["model_tcp_ms"][round(s, 2)] for s in r["buckets_mib"])
         print(f"|  |  | whole gradient {r['gradient_mib']:.2f} MiB (GradientReducer) | "
-              f"{pred_total:.2f} | {r['tcp_ms']['reducer']:.2f} | "
+              f"{net_total:.2f} | {pred_total:.2f} | {r['tcp_ms']['reducer']:.2f} | "
               f"{r['tcp_ms']['reducer'] / pred_total:.2f} | {r['shm_ms']['reducer']:.2f} |  |  |")
     if a.out:
         with open(a.out, "w") as f:
