@@ -18,7 +18,6 @@ with the reason when this machine does not allow network namespaces.
 """
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -172,62 +171,56 @@ def trainer_pids(cluster, node):
 
 
 class NodeFaultTest(ClusterCase):
-    def start(self, cluster, run_dir, *extra):
-        log = open(os.path.join(TMP, os.path.basename(run_dir) + ".log"), "w+")
-        proc = subprocess.Popen(cluster.in_node(0, [CLUSTER_SH, *SHORT, *extra]),
-                                stdout=log, stderr=subprocess.STDOUT, text=True,
-                                env=cluster_env(cluster, run_dir))
-        return proc, log
-
-    def test_link_down_mid_step_ends_every_rank_naming_the_lost_peer(self):
-        run = os.path.join(TMP, "linkdown")
+    def fault_run(self, name, ckpt_every, ready, fault, survivors, what):
+        """Trains on 2 hosts with --collective_timeout=TIMEOUT_S until
+        `ready(run_dir)`, applies `fault(cluster)`, and waits for every
+        mla-train of the hosts in `survivors` to exit. Returns mpirun's exit
+        status, the job's output and the seconds from the fault to the exit."""
+        run = os.path.join(TMP, name)
         with netns_cluster.NetnsCluster(2) as c:
-            proc, log = self.start(c, run, "--steps=200", "--ckpt_every=2",
-                                   f"--collective_timeout={TIMEOUT_S}")
+            log = open(os.path.join(TMP, name + ".log"), "w+")
+            proc = subprocess.Popen(
+                c.in_node(0, [CLUSTER_SH, *SHORT, "--steps=200", f"--ckpt_every={ckpt_every}",
+                              f"--collective_timeout={TIMEOUT_S}"]),
+                stdout=log, stderr=subprocess.STDOUT, text=True, env=cluster_env(c, run))
             try:
-                wait_for(lambda: os.path.exists(os.path.join(run, "checkpoints", "latest"))
-                         and len(losses(run)) >= 3, 120, "two checkpointed steps")
-                c.link_down(1)
+                wait_for(lambda: ready(run), 120, "the moment of the fault")
+                fault(c)
                 t0 = time.monotonic()
-                wait_for(lambda: not trainer_pids(c, 0) and not trainer_pids(c, 1),
-                         TIMEOUT_S + 10, "every rank to exit after the link went down")
+                wait_for(lambda: not any(trainer_pids(c, n) for n in survivors),
+                         TIMEOUT_S + 10, what)
                 elapsed = time.monotonic() - t0
             finally:
                 c.kill_node(0)
                 proc.wait(timeout=30)
             log.seek(0)
             text = log.read()
+            log.close()
         self.assertNotEqual(proc.returncode, 0, text)
-        self.assertRegex(text, r"rank 0\b.*rank 1|rank 1\b.*rank 0", text)
         self.assertLessEqual(elapsed, TIMEOUT_S + 10, text)
         verify(self, latest(run))
+        return text
+
+    def test_link_down_mid_step_ends_every_rank_naming_the_lost_peer(self):
+        def ready(run):
+            return (os.path.exists(os.path.join(run, "checkpoints", "latest"))
+                    and len(losses(run)) >= 3)
+        # Checkpoints every other step, the cut after step 3's record: the
+        # cut falls in step 4's compute or gradient exchange, not in a save.
+        text = self.fault_run("linkdown", 2, ready, lambda c: c.link_down(1), (0, 1),
+                              "every rank to exit after the link went down")
+        self.assertRegex(text, r"rank 0\b.*rank 1|rank 1\b.*rank 0", text)
 
     def test_node_killed_while_saving_ends_the_job_and_latest_verifies(self):
         # The parallel HDF5 write waits inside MPI-IO, where the communicator's
         # timeout cannot see; the save's own watchdog (comm/watchdog.h, the
         # same --collective_timeout) ends the surviving rank.
-        run = os.path.join(TMP, "nodekill")
-        with netns_cluster.NetnsCluster(2) as c:
-            proc, log = self.start(c, run, "--steps=200", "--ckpt_every=1",
-                                   f"--collective_timeout={TIMEOUT_S}")
-            ckdir = os.path.join(run, "checkpoints")
-            try:
-                wait_for(lambda: os.path.exists(os.path.join(ckdir, "latest")), 120,
-                         "the first checkpoint")
-                wait_for(lambda: any(n.endswith(".tmp") for n in os.listdir(ckdir)), 60,
-                         "a checkpoint being written")
-                c.kill_node(1)
-                t0 = time.monotonic()
-                wait_for(lambda: not trainer_pids(c, 0), TIMEOUT_S + 10,
-                         "the surviving rank to exit after its peer's node was killed")
-                elapsed = time.monotonic() - t0
-            finally:
-                c.kill_node(0)
-                proc.wait(timeout=30)
-            log.seek(0)
-            text = log.read()
-        self.assertNotEqual(proc.returncode, 0, text)
-        self.assertLessEqual(elapsed, TIMEOUT_S + 10, text)
+        def ready(run):
+            d = os.path.join(run, "checkpoints")
+            return (os.path.exists(os.path.join(d, "latest"))
+                    and any(n.endswith(".tmp") for n in os.listdir(d)))
+        text = self.fault_run("nodekill", 1, ready, lambda c: c.kill_node(1), (0,),
+                              "the surviving rank to exit after its peer's host was killed")
         # Reported by the surviving rank (the save watchdog or the collective
         # timeout) or by mpirun, which loses the host's daemon: Open MPI 4.1
         # says "lost communication with a remote daemon", or, when the launch
@@ -237,8 +230,6 @@ class NodeFaultTest(ClusterCase):
         self.assertRegex(text, r"rank 0: .*(did not finish|silent: rank 1)|"
                                r"lost communication with a remote daemon|"
                                r"unable to reliably start one or more daemons", text)
-        verify(self, latest(run))
-
 
 if __name__ == "__main__":
     ok, why = netns_cluster.permitted()
