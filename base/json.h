@@ -31,6 +31,16 @@ struct Value {
   std::vector<Value> array;
   std::vector<std::pair<std::string, Value>> object;  // in file order, keys unique
 
+  // Defined in json.cc, where Value is complete: a vector of pairs holding
+  // the type being defined may not be destroyed or copied inside its own
+  // definition (clang with libstdc++ refuses it).
+  Value();
+  Value(const Value&);
+  Value(Value&&) noexcept;
+  Value& operator=(const Value&);
+  Value& operator=(Value&&) noexcept;
+  ~Value();
+
   const Value* Find(absl::string_view key) const;  // objects only; nullptr when absent
 };
 
