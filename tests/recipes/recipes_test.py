@@ -5,13 +5,16 @@ Run by ctest as `python3 recipes_test.py BUILD_DIR TestClass`. Expected values
 are the paper's shapes (arXiv 2506.09342: 9 layers, d=512, 8 heads, context
 512, vocab 4096) and hand-computed arithmetic, never the code's own output.
 """
+import glob
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 SRC = os.environ.get("MLA_SOURCE_DIR") or os.path.abspath(
@@ -90,13 +93,14 @@ class PaperRecipes(unittest.TestCase):
 
     def test_cpu_scale_has_every_variant_and_a_quickstart(self):
         self.assertEqual(self.variants("cpu"), PAPER_VARIANTS)
+        self.assertEqual(self.variants("cpu-v2"), PAPER_VARIANTS)
         self.assertTrue(os.path.isfile(os.path.join(SRC, "recipes", "cpu", "quickstart.flags")))
 
     def test_variants_of_a_scale_share_batch_schedule_and_seed(self):
         # The paper table compares variants at one token budget and seed.
         keys = ("global_batch_tokens", "context_length", "steps", "lr", "min_lr", "warmup_steps",
                 "seed", "train_data", "val_data", "n_layer", "d_model", "n_head")
-        for scale in ("paper", "cpu"):
+        for scale in ("paper", "cpu", "cpu-v2"):
             d = os.path.join(SRC, "recipes", scale)
             seen = {tuple(flagfile(os.path.join(d, n)).get(k) for k in keys)
                     for n in os.listdir(d) if n != "quickstart.flags"}
@@ -391,8 +395,9 @@ class PaperTableReport(unittest.TestCase):
         cells = {}
         for line in md.splitlines():
             parts = [c.strip() for c in line.strip("|").split("|")]
-            if len(parts) == 10 and parts[0] in self.EXPECTED:
-                cells[parts[0]] = (parts[5], parts[7], parts[9])
+            if len(parts) == len(report.TABLE_COLUMNS) and parts[0] in self.EXPECTED:
+                col = {name: parts[i] for i, name in enumerate(report.TABLE_COLUMNS)}
+                cells[parts[0]] = (col["Δ vs MHA"], col["KV reduction"], col["speed-up vs MLA r=d"])
         self.assertEqual(cells, self.EXPECTED)
 
     def test_pareto_front_is_the_undominated_variants(self):
@@ -407,6 +412,122 @@ class PaperTableReport(unittest.TestCase):
         assert_png(self, os.path.join(out, "loss_curves.png"))
         assert_png(self, os.path.join(out, "pareto.png"))
 
+    def test_plateau_is_the_change_over_the_last_fifth(self):
+        # Validations every 10 of 100 steps; the window starts at step 80.
+        val = [{"step": s, "val_loss": 3.0 - 0.01 * s} for s in range(10, 101, 10)]
+        p = report.plateau(val, 100)
+        self.assertEqual(p["start_step"], 80)
+        # (2.2 - 2.0) / 2.0 = 10 %: not a plateau.
+        self.assertAlmostEqual(p["change_pct"], 10.0)
+        self.assertFalse(p["plateaued"])
+        flat = [{"step": s, "val_loss": 2.0 + (0.015 if s == 80 else 0.0)} for s in range(10, 101, 10)]
+        p = report.plateau(flat, 100)
+        self.assertAlmostEqual(p["change_pct"], 0.75)  # 0.015 / 2.0
+        self.assertTrue(p["plateaued"])
+        self.assertIsNone(report.plateau(val[:1], 100))
+
+    def test_seeds_are_averaged_and_claims_name_their_rows(self):
+        base = [report.collect_row(v, os.path.join(self.tmp, "runs", v)) for v, *_ in self.RUNS]
+        rows = []
+        for r in base:
+            rows.append(dict(r, seed=1))
+            if r["variant"] in ("mha", "mla_rope_r64"):
+                # A second seed 0.04 higher: the mean rises by 0.02, the range is 0.04.
+                rows.append(dict(r, seed=2, val_loss=r["val_loss"] + 0.04, decode_tps=r["decode_tps"] * 3))
+        out = os.path.join(self.tmp, "seeds")
+        combined = {r["variant"]: r for r in report.write_report(out, rows)}
+        self.assertAlmostEqual(combined["mha"]["val_loss"], 2.02)
+        self.assertEqual(combined["mha"]["seeds"], [1, 2])
+        self.assertAlmostEqual(combined["mha"]["val_loss_max"] - combined["mha"]["val_loss_min"], 0.04)
+        self.assertAlmostEqual(combined["mha"]["decode_tps"], 1800.0)  # median of 900 and 2700
+        self.assertEqual(combined["mla_r128"]["seeds"], [1])
+        table = json.load(open(os.path.join(out, "table.json")))
+        by_claim = {c["claim"]: c for c in table["claims"]}
+        names = {r["variant"] for r in table["rows"]}
+        for c in table["claims"]:
+            self.assertTrue(set(c["rows"]) <= names, c)
+        first = by_claim["MLA+RoPE r=d/2 matches MHA's validation loss"]
+        # (2.026 - 2.02) / 2.02 = +0.297 %, inside half the summed ranges (0.04): agrees.
+        self.assertIn("+0.30%", first["here"])
+        self.assertTrue(first["verdict"].startswith("agrees"), first)
+        # mla r=d at 2.1 vs 2.02: +3.96 %, inside the paper's 3-5 %.
+        self.assertIn("mla_r128 +3.96%", by_claim["MLA without RoPE is 3–5% worse than MHA"]["here"])
+        self.assertEqual(by_claim["MLA without RoPE is 3–5% worse than MHA"]["verdict"], "agrees")
+        # 1280 of 4096 bytes: 68.8 % less.
+        self.assertIn("68.8%", by_claim["MLA+RoPE r=d/2 cuts the KV cache by 45%"]["here"])
+        # decode: median(1400, 4200) = 2800 vs 1000 tok/s.
+        self.assertIn("2.80×", by_claim["r=d/2 decodes 1.4× faster than full-rank MLA"]["here"])
+
+
+class PaperTableResume(unittest.TestCase):
+    """paper-table killed in the middle of a run continues where it stopped."""
+
+    RECIPE = ["--n_layer=1", "--d_model=32", "--n_head=2", "--context_length=32",
+              "--global_batch_tokens=512", "--micro_batch=8", "--steps={steps}", "--warmup_steps=5",
+              "--lr=2e-3", "--min_lr=2e-4", "--eval_interval=25", "--eval_batches=1",
+              "--log_interval=25", "--ckpt_every=25", "--peak_gflops=1", "--seed=1",
+              "--train_data={data}/train.bin", "--val_data={data}/val.bin",
+              "--tokenizer={data}/tokenizer.model"]
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="mla-table-resume-")
+        data = os.path.join(self.tmp, "data")
+        subprocess.run([DATA_TOOL, "all", "--count", "1000", "--vocab_size", "512", "--out", data],
+                       check=True, capture_output=True)
+        self.recipes = os.path.join(self.tmp, "recipes")
+        os.makedirs(self.recipes)
+        self.steps = 150
+        for name, extra in (("mha", ["--attention=mha"]),
+                            ("mla_rope_r16", ["--attention=mla_rope", "--kv_rank=16", "--rope_dim=8"])):
+            with open(os.path.join(self.recipes, name + ".flags"), "w") as f:
+                f.write("\n".join(extra + [x.format(steps=self.steps, data=data) for x in self.RECIPE]) + "\n")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def command(self):
+        return [PY, os.path.join(SRC, "tools", "paper-table", "paper-table"), f"--recipes_dir={self.recipes}",
+                "--seeds=1,2", "--seeded_variants=mha", "--ranks=2", "--threads=1", f"--build={BUILD}",
+                f"--runs={self.tmp}/runs", f"--out={self.tmp}/report", "--bench_repeats=1",
+                "--max_new_tokens=4"]
+
+    def test_killed_table_resumes_from_finished_runs_and_checkpoints(self):
+        # Kill the whole process group once the second run (mha seed 2) has a
+        # checkpoint but has not finished.
+        second = os.path.join(self.tmp, "runs", "mha-seed2")
+        proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            ckpts = glob.glob(os.path.join(second, "checkpoints", "*.h5"))
+            if ckpts:
+                break
+            time.sleep(0.05)
+        self.assertIsNone(proc.poll(), "the table finished before it could be killed")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+        steps_before = [json.loads(l)["step"] for l in open(os.path.join(second, "metrics.jsonl"))]
+        self.assertLess(max(steps_before), self.steps)
+
+        r = subprocess.run(self.command(), capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertIn("mha seed 1: finished earlier", r.stdout)
+        resumed = re.findall(r"mla-train: resumed from \S+ at step (\d+)",
+                             open(os.path.join(second, "paper-table.log")).read())
+        self.assertEqual(len(resumed), 1)
+        self.assertGreater(int(resumed[0]), 0)
+        self.assertLess(int(resumed[0]), self.steps)
+        # The first seed was neither retrained nor resumed.
+        self.assertNotIn("resumed from", open(os.path.join(self.tmp, "runs", "mha", "paper-table.log")).read())
+        table = json.load(open(os.path.join(self.tmp, "report", "table.json")))
+        seeds = {row["variant"]: row["seeds"] for row in table["rows"]}
+        self.assertEqual(seeds, {"mha": [1, 2], "mla_rope_r16": [1]})
+        for row in table["rows"]:
+            for run in row["runs"]:
+                self.assertEqual(run["steps"], self.steps)
+        clock = json.load(open(os.path.join(self.tmp, "runs", "paper-table-time.json")))
+        self.assertEqual(clock["invocations"], 2)
+
 
 if __name__ == "__main__":
     names = sys.argv[2:]
@@ -414,6 +535,6 @@ if __name__ == "__main__":
     suite = unittest.TestSuite()
     loader = unittest.TestLoader()
     for n in names or ["PaperRecipes", "ClusterDryRun", "CpuRecipesRun", "SlurmPreemption",
-                       "PlotMetrics", "PaperTableReport"]:
+                       "PlotMetrics", "PaperTableReport", "PaperTableResume"]:
         suite.addTests(loader.loadTestsFromName(n, sys.modules[__name__]))
     sys.exit(0 if unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful() else 1)
