@@ -774,10 +774,9 @@ absl::Status Run(Communicator& comm) {
     omp_set_num_threads(CapThreads(absl::GetFlag(FLAGS_threads), "mla-eval"));
   MLA_RETURN_IF_ERROR(CheckOutputs());
   // The model, the KV cache and the decoder all live in the kernels' memory;
-  // rank r of a node runs on GPU r, as in training.
+  // rank r of a node runs on its node-local device r, as in training.
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned,
-                       CreateKernels(absl::GetFlag(FLAGS_device), Precision::kFp32,
-                                     comm.local_rank(), comm.local_size()));
+                       CreateKernels(absl::GetFlag(FLAGS_device), Precision::kFp32, comm));
   Kernels* kernels = owned.get();
   MLA_ASSIGN_OR_RETURN(EvalModel m, LoadEvalModel(kernels));
   if (task == "loss") return RunLoss(comm, m);
