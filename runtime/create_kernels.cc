@@ -19,34 +19,36 @@
 namespace mla {
 namespace {
 
+using BackendMap = std::map<std::string, DeviceBackend, std::less<>>;
+
 // The registration point of the CUDA backend: the build defines
 // MLA_WITH_CUDA_KERNELS (CUDA) and MLA_WITH_CUDA_TRAINING (CUDA and NCCL,
 // runtime/cuda_training_device.cc) on this file only.
-std::map<std::string, DeviceBackend, std::less<>> BuiltInBackends() {
-  std::map<std::string, DeviceBackend, std::less<>> backends;
+BackendMap BuiltInBackends() {
+  BackendMap backends;
 #if MLA_WITH_CUDA_KERNELS
-  DeviceBackend cuda;
-  cuda.count = CudaDeviceCount;
-  cuda.create = [](int index, Precision precision) -> absl::StatusOr<std::unique_ptr<Kernels>> {
+  DeviceBackend gpu;
+  gpu.count = CudaDeviceCount;
+  gpu.create = [](int index, Precision precision) -> absl::StatusOr<std::unique_ptr<Kernels>> {
     MLA_RETURN_IF_ERROR(UseCudaDevice(index));
     MLA_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaKernels> kernels,
                          cuda::CudaKernels::Create(cuda::CudaKernelsOptions{precision}));
     return std::unique_ptr<Kernels>(std::move(kernels));
   };
 #if MLA_WITH_CUDA_TRAINING
-  cuda.create_training = CreateCudaTrainingDevice;
+  gpu.create_training = CreateCudaTrainingDevice;
 #else
-  cuda.training_missing =
+  gpu.training_missing =
       "this build has CUDA but no NCCL (install NCCL next to the CUDA toolkit and reconfigure)";
 #endif
-  backends.emplace("cuda", std::move(cuda));
+  backends.emplace("cuda", std::move(gpu));
 #endif
   return backends;
 }
 
-std::map<std::string, DeviceBackend, std::less<>>& Backends() {
-  static auto* backends = new std::map<std::string, DeviceBackend, std::less<>>(BuiltInBackends());
-  return *backends;
+BackendMap& Backends() {
+  static BackendMap backends = BuiltInBackends();
+  return backends;
 }
 
 absl::Status Prefixed(absl::string_view device, const absl::Status& status) {
