@@ -103,8 +103,8 @@ ABSL_FLAG(int, bench_steps, 32,
 ABSL_FLAG(int, bench_repeats, 2, "report: repeats per speed cell (the fastest counts).");
 ABSL_FLAG(int64_t, init_seed, 1, "Seed of the random-init model.");
 ABSL_FLAG(std::string, device, "cpu",
-          "Where the model and the decoder run: cpu (oneDNN + OpenMP) or cuda (the first visible "
-          "GPU; the KV cache and every decoder buffer live there, logits come back once per "
+          "Where the model and the decoder run: cpu (oneDNN + OpenMP) or cuda (GPU r for "
+          "node-local rank r under mpirun, as in training; the KV cache and every decoder buffer live there, logits come back once per "
           "step for sampling on the host).");
 ABSL_FLAG(int, threads, 0,
           "OpenMP threads (0 = OMP_NUM_THREADS or all cores). On a machine shared with other "

@@ -154,8 +154,8 @@ absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communi
                                                                          Precision precision) {
   // The kernels' stream must live on the GPU NCCL will drive: CreateKernels
   // makes current the GPU that NcclCommunicator::Create's rule
-  // (ChooseLocalDevice) picks for this rank before the kernels exist. Every rank agrees on the outcome so none
-  // is left in a collective.
+  // (ChooseLocalDevice) picks for this rank before the kernels exist. Every
+  // rank agrees on the outcome so none is left in a collective.
   absl::StatusOr<std::unique_ptr<Kernels>> created =
       CreateKernels("cuda", precision, *host_comm);
   MLA_RETURN_IF_ERROR(AgreeOnStatus(*host_comm, created.status()));
