@@ -28,7 +28,13 @@ BackendMap BuiltInBackends() {
   BackendMap backends;
 #if MLA_WITH_CUDA_KERNELS
   DeviceBackend gpu;
-  gpu.count = CudaDeviceCount;
+  gpu.count = []() -> absl::StatusOr<int> {
+    absl::StatusOr<int> count = CudaDeviceCount();
+    if (count.ok() && *count > 0) return count;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this build has CUDA but no GPU is usable here (",
+        count.ok() ? "no CUDA device visible" : count.status().message(), ")"));
+  };
   gpu.create = [](int index, Precision precision) -> absl::StatusOr<std::unique_ptr<Kernels>> {
     MLA_RETURN_IF_ERROR(UseCudaDevice(index));
     MLA_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaKernels> kernels,

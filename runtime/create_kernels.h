@@ -18,9 +18,10 @@
 //
 // Failure, each message prefixed "--device=<name>: ": InvalidArgument for an
 // unknown device or a precision the device lacks; FailedPrecondition saying
-// the build has no CUDA for cuda in such a build; the backend's error (e.g.
-// "no CUDA-capable device is detected" from cudaGetDeviceCount) or the
-// rank/device-count error of ChooseLocalDevice otherwise.
+// the build has no CUDA for cuda in such a build, and "this build has CUDA
+// but no GPU is usable here (<the CUDA error>)" in a CUDA build without a
+// GPU; otherwise the backend's error or the rank/device-count error of
+// ChooseLocalDevice.
 #include <functional>
 #include <memory>
 #include <string>

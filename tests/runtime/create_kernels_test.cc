@@ -1,8 +1,9 @@
 // CreateKernels' answers that do not depend on a GPU (runtime/create_kernels.h):
 // the CPU device, unknown names, and --device=cuda in this build: refused
 // with "no CUDA support" where the build has no CUDA; where it has, either
-// CUDA kernels on a visible GPU or an error naming --device=cuda (the GPU
-// case is exercised by the tests under tests/cuda).
+// CUDA kernels on a visible GPU or an error naming --device=cuda that says
+// no GPU is usable when the devices cannot be counted (the GPU case is
+// exercised by the tests under tests/cuda).
 #include "runtime/create_kernels.h"
 
 #include "comm/local_communicator.h"
@@ -35,6 +36,10 @@ TEST(CreateKernelsTest, CudaAnswersAccordingToTheBuild) {
   EXPECT_EQ(kernels.status().message().rfind("--device=cuda: ", 0), 0u) << kernels.status();
   EXPECT_EQ(kernels.status().message().find("no CUDA support"), absl::string_view::npos)
       << "a CUDA build must not say it lacks CUDA: " << kernels.status();
+  if (kernels.status().message().find("cudaGetDeviceCount") != absl::string_view::npos) {
+    EXPECT_NE(kernels.status().message().find("no GPU is usable here"), absl::string_view::npos)
+        << kernels.status();
+  }
 #else
   ASSERT_FALSE(kernels.ok());
   EXPECT_EQ(kernels.status().code(), absl::StatusCode::kFailedPrecondition);
