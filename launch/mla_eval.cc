@@ -103,8 +103,8 @@ ABSL_FLAG(int, bench_steps, 32,
 ABSL_FLAG(int, bench_repeats, 2, "report: repeats per speed cell (the fastest counts).");
 ABSL_FLAG(int64_t, init_seed, 1, "Seed of the random-init model.");
 ABSL_FLAG(std::string, device, "cpu",
-          "Where the model and the decoder run: cpu (oneDNN + OpenMP) or cuda (the first visible "
-          "GPU; the KV cache and every decoder buffer live there, logits come back once per "
+          "Where the model and the decoder run: cpu (oneDNN + OpenMP) or cuda (GPU r for "
+          "node-local rank r under mpirun, as in training; the KV cache and every decoder buffer live there, logits come back once per "
           "step for sampling on the host).");
 ABSL_FLAG(int, threads, 0,
           "OpenMP threads (0 = OMP_NUM_THREADS or all cores). On a machine shared with other "
@@ -774,10 +774,9 @@ absl::Status Run(Communicator& comm) {
     omp_set_num_threads(CapThreads(absl::GetFlag(FLAGS_threads), "mla-eval"));
   MLA_RETURN_IF_ERROR(CheckOutputs());
   // The model, the KV cache and the decoder all live in the kernels' memory;
-  // rank r of a node runs on GPU r, as in training.
+  // rank r of a node runs on its node-local device r, as in training.
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned,
-                       CreateKernels(absl::GetFlag(FLAGS_device), Precision::kFp32,
-                                     comm.local_rank(), comm.local_size()));
+                       CreateKernels(absl::GetFlag(FLAGS_device), Precision::kFp32, comm));
   Kernels* kernels = owned.get();
   MLA_ASSIGN_OR_RETURN(EvalModel m, LoadEvalModel(kernels));
   if (task == "loss") return RunLoss(comm, m);

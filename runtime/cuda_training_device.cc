@@ -1,5 +1,7 @@
 // The CUDA TrainingDevice (runtime/training_device.h): CudaKernels on the
 // rank's GPU, NCCL for gradient buckets and ZeRO-1, device-resident AdamW.
+// Compiled in builds with CUDA and NCCL only; runtime/create_kernels.cc
+// registers it as the "cuda" backend's training.
 // One rank needs no collective at all: the buffer communicator is then the
 // single-process one (every reduction the identity, buffers never touched),
 // so a 1-GPU run does not start NCCL, whose socket bootstrap needs a network
@@ -151,11 +153,11 @@ class CudaTrainingDevice final : public TrainingDevice {
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm,
                                                                          Precision precision) {
   // The kernels' stream must live on the GPU NCCL will drive: CreateKernels
-  // makes current the GPU that NcclCommunicator::Create's rule picks for this
-  // rank before the kernels exist. Every rank agrees on the outcome so none
-  // is left in a collective.
+  // makes current the GPU that NcclCommunicator::Create's rule
+  // (ChooseLocalDevice) picks for this rank before the kernels exist. Every
+  // rank agrees on the outcome so none is left in a collective.
   absl::StatusOr<std::unique_ptr<Kernels>> created =
-      CreateKernels("cuda", precision, host_comm->local_rank(), host_comm->local_size());
+      CreateKernels("cuda", precision, *host_comm);
   MLA_RETURN_IF_ERROR(AgreeOnStatus(*host_comm, created.status()));
   auto* gpu = dynamic_cast<cuda::CudaKernels*>(created->get());
   CHECK(gpu != nullptr) << "CreateKernels(\"cuda\") made kernels that are not CudaKernels";

@@ -132,8 +132,12 @@ absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateTrainingDevice(absl::strin
     return std::unique_ptr<TrainingDevice>(
         std::make_unique<CpuTrainingDevice>(host_comm, std::move(kernels)));
   }
-  if (name == "cuda") return CreateCudaTrainingDevice(host_comm, precision);
-  return absl::InvalidArgumentError(absl::StrCat("device=", name, ": expected cpu or cuda"));
+  MLA_ASSIGN_OR_RETURN(const DeviceBackend* backend, FindDeviceBackend(name));
+  if (!backend->create_training)
+    return absl::UnimplementedError(absl::StrCat(
+        "--device=", name, ": training is not supported on this device",
+        backend->training_missing.empty() ? "" : absl::StrCat(" (", backend->training_missing, ")")));
+  return backend->create_training(host_comm, precision);
 }
 
 }  // namespace mla

@@ -10,8 +10,11 @@
 //   cuda  CudaKernels on the rank's GPU, an NcclCommunicator on the kernels'
 //         stream, SumOfSquares + Scale clipping and CudaKernels::AdamWStep
 //         with device moments and a device decay mask
-//         (cuda_training_device.cc; builds without CUDA or NCCL compile
-//         no_cuda_training_device.cc, which reports why instead).
+//         (cuda_training_device.cc, built with CUDA and NCCL only).
+//
+// Which devices exist in this build is decided in one place,
+// runtime/create_kernels.cc: CreateTrainingDevice asks it for the device's
+// backend and its training factory.
 //
 // Host scalars (loss sums, the stop flag, the norm's sum of squares) always
 // travel over the host communicator; only buffers in the kernels' memory use
@@ -95,13 +98,17 @@ std::unique_ptr<TrainingDevice> CreateCpuTrainingDevice(Communicator* host_comm)
 
 // The CUDA device: CudaKernels on this rank's GPU (CreateKernels,
 // runtime/create_kernels.h) and an NcclCommunicator over `host_comm`
-// (collective). In a build without CUDA (or without NCCL) returns
-// Unimplemented naming what the build lacks; on a machine without a usable
-// GPU, CreateKernels' error.
+// (collective); every rank agrees on CreateKernels' outcome. Defined in
+// builds with CUDA and NCCL only (runtime/cuda_training_device.cc); programs
+// reach it through CreateTrainingDevice("cuda", ...).
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateCudaTrainingDevice(Communicator* host_comm,
                                                                          Precision precision);
 
-// "cpu" (fp32 only) or "cuda" (fp32 or bf16 GEMMs).
+// "cpu" (fp32 only), or a device whose backend (runtime/create_kernels.h)
+// can train: "cuda" (fp32 or bf16 GEMMs) in builds with CUDA and NCCL.
+// Otherwise CreateKernels' error for the name ("--device=cuda: this build
+// has no CUDA support ..."), or Unimplemented saying training is not
+// supported on the device and why.
 absl::StatusOr<std::unique_ptr<TrainingDevice>> CreateTrainingDevice(absl::string_view name,
                                                                      Precision precision,
                                                                      Communicator* host_comm);
