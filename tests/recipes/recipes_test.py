@@ -412,15 +412,18 @@ class PaperTableReport(unittest.TestCase):
         assert_png(self, os.path.join(out, "loss_curves.png"))
         assert_png(self, os.path.join(out, "pareto.png"))
 
-    def test_plateau_is_the_change_over_the_last_fifth(self):
-        # Validations every 10 of 100 steps; the window starts at step 80.
+    def test_plateau_is_the_change_over_the_last_tenth(self):
+        # Validations every 10 of 100 steps.
         val = [{"step": s, "val_loss": 3.0 - 0.01 * s} for s in range(10, 101, 10)]
-        p = report.plateau(val, 100)
-        self.assertEqual(p["start_step"], 80)
-        # (2.2 - 2.0) / 2.0 = 10 %: not a plateau.
-        self.assertAlmostEqual(p["change_pct"], 10.0)
+        p = report.plateau(val, 100)  # the rule: the window starts at step 90
+        self.assertEqual(p["start_step"], 90)
+        # (2.1 - 2.0) / 2.0 = 5 %: not a plateau.
+        self.assertAlmostEqual(p["change_pct"], 5.0)
         self.assertFalse(p["plateaued"])
-        flat = [{"step": s, "val_loss": 2.0 + (0.015 if s == 80 else 0.0)} for s in range(10, 101, 10)]
+        p = report.plateau(val, 100, window=0.2)  # from step 80: (2.2 - 2.0) / 2.0
+        self.assertEqual(p["start_step"], 80)
+        self.assertAlmostEqual(p["change_pct"], 10.0)
+        flat = [{"step": s, "val_loss": 2.0 + (0.015 if s == 90 else 0.0)} for s in range(10, 101, 10)]
         p = report.plateau(flat, 100)
         self.assertAlmostEqual(p["change_pct"], 0.75)  # 0.015 / 2.0
         self.assertTrue(p["plateaued"])

@@ -15,7 +15,8 @@ Arithmetic (the tests check it against hand-computed values):
   speed-up vs MLA   = decode tok/s / decode tok/s of full-rank MLA (mla, r = d)
   plateau change %  = 100 · (val_loss at the first validation in the last
                       PLATEAU_WINDOW of the steps − final val_loss) / final val_loss;
-                      plateaued when < PLATEAU_TOLERANCE_PCT
+                      plateaued when < PLATEAU_TOLERANCE_PCT; the same over the
+                      last WIDE_WINDOW is reported beside it
 A variant trained with several seeds is one row: its val_loss is the mean over
 the seeds, val_loss_min/max their range, decode tok/s the median of the seeds'
 measurements. A difference between two variants is "resolved" when it exceeds
@@ -37,8 +38,9 @@ import matplotlib.ticker  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from mlatrain import metrics  # noqa: E402
 
-PLATEAU_WINDOW = 0.2          # the last 20 % of the steps
+PLATEAU_WINDOW = 0.1          # the last 10 % of the steps
 PLATEAU_TOLERANCE_PCT = 1.0   # less than 1 % change of the validation loss there
+WIDE_WINDOW = 0.2             # also reported: the change over the last 20 %
 
 
 class ReportError(Exception):
@@ -123,6 +125,7 @@ def collect_row(variant, run_dir):
         "train_s": progress[-1].get("elapsed_s", 0) if progress else 0,
         "seed": int(config.get("flag.seed", 0) or 0),
         "plateau": plateau(validation, progress[-1]["step"] if progress else 0),
+        "plateau_wide": plateau(validation, progress[-1]["step"] if progress else 0, window=WIDE_WINDOW),
         "kv_bytes_per_token": int(kv["bytes_per_token_fp32"]),
         "mha_kv_bytes_per_token": int(kv["mha_bytes_per_token_fp32"]),
         "decode_tps": float(cell["decode_tokens_per_s"]),
@@ -160,6 +163,8 @@ def combine_seeds(rows):
             "plateaued": all(r.get("plateau") and r["plateau"]["plateaued"] for r in runs),
             "plateau_change_pct": max((r["plateau"]["change_pct"] for r in runs if r.get("plateau")),
                                       default=None),
+            "plateau_wide_change_pct": max((r["plateau_wide"]["change_pct"] for r in runs
+                                            if r.get("plateau_wide")), default=None),
             "runs": runs,
         })
         out.append(row)
@@ -209,8 +214,10 @@ def table_markdown(rows):
     for r in rows:
         seeds = r.get("seeds") or [r.get("seed", 0)]
         spread = (f"{r['val_loss_min']:.4f}–{r['val_loss_max']:.4f}" if len(seeds) > 1 else "—")
-        change = r.get("plateau_change_pct")
-        plat = "—" if change is None else f"{'yes' if r['plateaued'] else 'no'} ({change:+.2f}%)"
+        change, wide = r.get("plateau_change_pct"), r.get("plateau_wide_change_pct")
+        plat = "—" if change is None else f"{'yes' if r['plateaued'] else 'no'} ({change:+.2f}%"
+        if change is not None:
+            plat += f"; {wide:+.2f}% over {100 * WIDE_WINDOW:g}%)" if wide is not None else ")"
         lines.append(
             f"| {r['variant']} | {r['attention']} | {rank_label(r) or '—'} | {r['parameters']:,} "
             f"| {','.join(str(s) for s in seeds)} "
@@ -420,7 +427,8 @@ def write_report(out_dir, rows, command="", notes="", compare=None):
            "and token budget for every variant.",
            "* Δ vs MHA: relative change of the validation loss against `mha` (negative is better).",
            f"* plateau: whether the validation loss changed by less than {PLATEAU_TOLERANCE_PCT:g}% over "
-           f"the last {100 * PLATEAU_WINDOW:g}% of the steps (the largest change over the seeds in brackets).",
+           f"the last {100 * PLATEAU_WINDOW:g}% of the steps (in brackets: the largest drop over the seeds, "
+           f"then the same over the last {100 * WIDE_WINDOW:g}%).",
            "* KV bytes/token: the decoder's cache for one token over all layers in fp32 "
            "(bf16 is half); reduction against MHA of the same size.",
            f"* decode tok/s: `mla-eval --task=report`, {'; '.join(cells)} (median over the seeds' "
@@ -439,7 +447,8 @@ def write_report(out_dir, rows, command="", notes="", compare=None):
                       | {"runs": [{k: v for k, v in x.items() if k not in ("progress", "validation")}
                                   for x in r["runs"]]} for r in rows],
              "claims": claim_list,
-             "plateau_rule": {"window": PLATEAU_WINDOW, "tolerance_pct": PLATEAU_TOLERANCE_PCT}}
+             "plateau_rule": {"window": PLATEAU_WINDOW, "tolerance_pct": PLATEAU_TOLERANCE_PCT,
+                              "also_reported_window": WIDE_WINDOW}}
     with open(os.path.join(out_dir, "table.json"), "w") as f:
         json.dump(table, f, indent=1)
     return rows
