@@ -3,6 +3,7 @@
 // closed forms worked out from docs/model.md.
 #include "runtime/decode_cost.h"
 
+#include "glog/logging.h"
 #include "gtest/gtest.h"
 #include "runtime/parameter_layout.h"
 
@@ -10,16 +11,12 @@ namespace mla {
 namespace {
 
 ModelConfig Small(AttentionKind kind) {
-  ModelConfig c;
-  c.attention = kind;
-  c.n_layer = 3;
-  c.d_model = 64;
-  c.n_head = 4;
-  c.context_length = 32;
-  c.kv_rank = 16;
-  c.rope_dim = 8;
-  c.vocab_size = 100;
-  return c;
+  absl::StatusOr<ModelConfig> c = ParseModelConfigSpec(
+      "n_layer=3,d_model=64,n_head=4,context_length=32,kv_rank=16,rope_dim=8,vocab_size=100",
+      ModelConfig{}, {});
+  CHECK(c.ok()) << c.status();
+  c->attention = kind;
+  return *c;
 }
 
 // Floats a step reads once for the whole batch: every tensor of the layout

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "comm/local_communicator.h"
+#include "glog/logging.h"
 #include "gtest/gtest.h"
 #include "runtime/gpt_model.h"
 #include "runtime/parameter_layout.h"
@@ -26,16 +27,12 @@ std::vector<LinearShape> Sorted(std::vector<LinearShape> v) {
 
 // The quickstart recipe's shape (recipes/cpu/quickstart.flags).
 ModelConfig Quickstart() {
-  ModelConfig c;
-  c.attention = AttentionKind::kMlaRope;
-  c.n_layer = 4;
-  c.d_model = 128;
-  c.n_head = 4;
-  c.context_length = 128;
-  c.kv_rank = 64;
-  c.rope_dim = 16;
-  c.vocab_size = 4096;
-  return c;
+  absl::StatusOr<ModelConfig> c = ParseModelConfigSpec(
+      "attention=mla_rope,n_layer=4,d_model=128,n_head=4,context_length=128,kv_rank=64,"
+      "rope_dim=16,vocab_size=4096",
+      ModelConfig{}, {});
+  CHECK(c.ok()) << c.status();
+  return *c;
 }
 
 // docs/model.md, by hand: MLA+RoPE without query compression runs
