@@ -27,9 +27,9 @@ FLAGS = [f"--build={BUILD}", "--variants=mha,mla_rope_d4", f"--contexts={CONTEXT
          f"--vocab={VOCAB}", f"--rope_dim={ROPE}", "--bench_steps=4", "--bench_repeats=1"]
 
 
-def run_tool(out):
-    r = subprocess.run([sys.executable, TOOL, f"--out={out}"] + FLAGS, capture_output=True,
-                       text=True)
+def run_tool(out, runs):
+    r = subprocess.run([sys.executable, TOOL, f"--out={out}", f"--runs={runs}"] + FLAGS,
+                       capture_output=True, text=True)
     if r.returncode != 0:
         raise AssertionError(f"decode-table failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r.stdout
@@ -40,7 +40,8 @@ class DecodeTableTest(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="decode-table-test-")
         cls.out = os.path.join(cls.dir, "decode")
-        cls.first = run_tool(cls.out)
+        cls.runs = os.path.join(cls.dir, "runs")
+        cls.first = run_tool(cls.out, cls.runs)
         with open(os.path.join(cls.out, "table.json")) as f:
             cls.table = json.load(f)
 
@@ -80,7 +81,7 @@ class DecodeTableTest(unittest.TestCase):
                                  c["variant"])
 
     def test_a_rerun_keeps_the_measured_cells(self):
-        out = run_tool(self.out)
+        out = run_tool(self.out, self.runs)
         self.assertEqual(out.count("kept (measured earlier)"), len(self.table["measured"]))
         self.assertNotIn("measuring", out)
         with open(os.path.join(self.out, "table.json")) as f:
