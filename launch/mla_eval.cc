@@ -767,7 +767,7 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
     std::printf("  roofline: not measured on device=%s (CPU only)\n",
                 absl::GetFlag(FLAGS_device).c_str());
   std::printf("  %-9s %6s %8s %14s %14s %12s %14s %8s %9s\n", "decode", "batch", "context",
-              "prefill tok/s", "decode tok/s", "KB/token", "roofline tok/s", "bound", "fraction");
+              "prefill tok/s", "decode tok/s", "kB/token", "roofline tok/s", "bound", "fraction");
   for (const SpeedCell& s : speed) {
     std::printf("  %-9s %6d %8d %14.0f %14.1f", std::string(DecodeModeName(s.mode)).c_str(),
                 s.batch, s.context, s.prefill_tps, s.decode_tps);
