@@ -1,6 +1,7 @@
 // mla-eval: evaluation of a trained checkpoint (or of a random-init model for
 // benchmarking): validation loss split across MPI ranks, KV-cached batch
-// generation to JSONL, and a report of KV-cache size, prefill/decode speed,
+// generation to JSONL, and a report of KV-cache size, prefill/decode speed
+// against the decode roofline (measured memory bandwidth and sgemm peak),
 // automatic text metrics and a judge-ready JSONL for an external LLM grader.
 //
 // Runs as one process or under mpirun (only --task=loss uses more than one
@@ -43,9 +44,12 @@
 #include "glog/logging.h"
 #include "base/json.h"
 #include "launch/mla_eval_metrics.h"
+#include "layers/cpu/memory_bandwidth.h"
+#include "layers/cpu/peak_flops.h"
 #include "runtime/create_kernels.h"
 #include "runtime/data/data_loader.h"
 #include "runtime/data/tokenizer.h"
+#include "runtime/decode_cost.h"
 #include "runtime/decoder.h"
 #include "runtime/model_checkpoint.h"
 #include "runtime/model_flags.h"
@@ -54,7 +58,9 @@
 ABSL_FLAG(std::string, task, "",
           "What to do: loss (validation loss and perplexity over --val_shard, split across MPI "
           "ranks), generate (batch generation from --prompts to JSONL), report (KV-cache size, "
-          "prefill/decode speed, text metrics, judge JSONL).");
+          "prefill/decode speed and, on the CPU, each decode cell's fraction of the roofline "
+          "from the memory bandwidth and sgemm peak measured in the same run; text metrics, "
+          "judge JSONL).");
 ABSL_FLAG(std::string, checkpoint, "",
           "Checkpoint file, or a run directory (its `latest` checkpoint), or `auto` with "
           "--run_dir. The model config and tokenizer come from the checkpoint.");
@@ -534,10 +540,44 @@ const char* kDefaultOpenings[] = {
 };
 
 struct SpeedCell {
-  std::string mode;
+  DecodeMode mode = DecodeMode::kAbsorbed;
   int batch = 0, context = 0;
   double prefill_tps = 0.0, decode_tps = 0.0;
 };
+
+// The machine side of the decode roofline, measured in the report's run at
+// its thread count (docs/benchmarks.md, "Decode roofline").
+struct MachineRoofline {
+  ReadBandwidth bandwidth;
+  double sgemm_peak_gflops = 0;
+};
+
+// Weights and KV cache are stored in fp32 (mla-eval has no other precision).
+constexpr int kWeightBytesPerValue = 4, kKvBytesPerValue = 4;
+
+// A speed cell against the roofline: the timed steps attend to context −
+// steps + 1 … context positions, so the cache read is taken at their mean.
+struct CellRoofline {
+  DecodeCost cost;
+  DecodeRoofline roofline;
+  double fraction = 0;  // decode tok/s ÷ roofline tok/s
+  // One step's bytes (the batch's): when they fit the last-level cache the
+  // step may be served from it, and the memory roofline is no upper bound.
+  double step_bytes = 0;
+  bool fits_llc = false;
+};
+
+CellRoofline RateCell(const ModelConfig& c, const SpeedCell& s, const MachineRoofline& m) {
+  const double mean_context = s.context - (absl::GetFlag(FLAGS_bench_steps) - 1) / 2.0;
+  CellRoofline r;
+  r.cost = ComputeDecodeCost(c, s.mode, s.batch, mean_context, kWeightBytesPerValue,
+                             kKvBytesPerValue);
+  r.roofline = ComputeDecodeRoofline(r.cost, m.bandwidth.gb_per_s, m.sgemm_peak_gflops);
+  r.fraction = s.decode_tps / r.roofline.tokens_per_s;
+  r.step_bytes = r.cost.bytes_per_token * s.batch;
+  r.fits_llc = r.step_bytes <= static_cast<double>(m.bandwidth.llc_bytes);
+  return r;
+}
 
 absl::StatusOr<std::vector<int>> IntList(const std::string& flag, const std::string& value) {
   std::vector<int> out;
@@ -582,7 +622,7 @@ absl::StatusOr<std::vector<SpeedCell>> MeasureSpeed(EvalModel& m, Kernels* kerne
   std::vector<DecodeSegment> segs;
   for (int c : contexts)
     for (int b : batches) {
-      SpeedCell cell{std::string(DecodeModeName(mode)), b, c, 0.0, 0.0};
+      SpeedCell cell{mode, b, c, 0.0, 0.0};
       for (int rep = 0; rep < absl::GetFlag(FLAGS_bench_repeats); ++rep) {
         for (int s = 0; s < b; ++s) dec->cache().Clear(s);
         const int plen = c - steps;
@@ -613,7 +653,7 @@ absl::StatusOr<std::vector<SpeedCell>> MeasureSpeed(EvalModel& m, Kernels* kerne
         cell.prefill_tps = std::max(cell.prefill_tps, static_cast<double>(b) * plen / prefill);
         cell.decode_tps = std::max(cell.decode_tps, static_cast<double>(b) * steps / decode);
       }
-      LOG(INFO) << "speed " << cell.mode << " batch " << b << " context " << c << ": prefill "
+      LOG(INFO) << "speed " << DecodeModeName(cell.mode) << " batch " << b << " context " << c << ": prefill "
                 << cell.prefill_tps << " tok/s, decode " << cell.decode_tps << " tok/s";
       cells.push_back(cell);
     }
@@ -646,6 +686,14 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
     }
   } else {
     MLA_ASSIGN_OR_RETURN(speed, MeasureSpeed(m, kernels, mode));
+  }
+  // The roofline's machine side, after the speed cells so its buffers do not
+  // crowd them; the CPU only (a GPU's bandwidth is not measured here).
+  std::optional<MachineRoofline> machine;
+  if (kernels->is_host()) {
+    machine.emplace();
+    machine->bandwidth = MeasureReadBandwidth(5);
+    machine->sgemm_peak_gflops = MeasureSgemmPeakGflops(3);
   }
 
   // Generations for text metrics and the judge file (checkpoint models only).
@@ -708,11 +756,29 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
               static_cast<long long>(per_layer * 2), static_cast<long long>(total * 2),
               static_cast<long long>(mha_cost.kv_cache_bytes_per_token(4)), 100 * ratio,
               100 * (1 - ratio));
-  std::printf("  %-9s %6s %8s %14s %14s\n", "decode", "batch", "context", "prefill tok/s",
-              "decode tok/s");
-  for (const SpeedCell& s : speed)
-    std::printf("  %-9s %6d %8d %14.0f %14.1f\n", s.mode.c_str(), s.batch, s.context,
-                s.prefill_tps, s.decode_tps);
+  if (machine)
+    std::printf("  roofline: read bandwidth %.1f GB/s (streaming sum over %.0f MiB, last-level "
+                "cache %.0f MiB, best of 5), sgemm peak %.1f GFLOP/s, %d threads; weights and KV "
+                "cache fp32\n",
+                machine->bandwidth.gb_per_s, machine->bandwidth.buffer_bytes / 1048576.0,
+                machine->bandwidth.llc_bytes / 1048576.0, machine->sgemm_peak_gflops,
+                machine->bandwidth.threads);
+  else
+    std::printf("  roofline: not measured on device=%s (CPU only)\n",
+                absl::GetFlag(FLAGS_device).c_str());
+  std::printf("  %-9s %6s %8s %14s %14s %12s %14s %8s %9s\n", "decode", "batch", "context",
+              "prefill tok/s", "decode tok/s", "kB/token", "roofline tok/s", "bound", "fraction");
+  for (const SpeedCell& s : speed) {
+    std::printf("  %-9s %6d %8d %14.0f %14.1f", std::string(DecodeModeName(s.mode)).c_str(),
+                s.batch, s.context, s.prefill_tps, s.decode_tps);
+    if (machine) {
+      const CellRoofline r = RateCell(c, s, *machine);
+      std::printf(" %12.1f %14.1f %8s %8.1f%%%s", r.cost.bytes_per_token / 1e3,
+                  r.roofline.tokens_per_s, r.roofline.compute_bound ? "compute" : "memory",
+                  100 * r.fraction, r.fits_llc ? "  (step fits the last-level cache)" : "");
+    }
+    std::printf("\n");
+  }
   if (metrics)
     std::printf("  text (%lld generations): distinct-1 %.3f distinct-2 %.3f repetition %.3f "
                 "mean %.1f words / %.1f tokens, ended at EOS %.0f%%\n",
@@ -726,11 +792,37 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
   const std::string judge_out = JudgeOutPath();
   if (!out.empty()) {
     std::vector<std::string> cells;
-    for (const SpeedCell& s : speed)
-      cells.push_back(absl::StrCat("{\"decode\":", json::Quote(s.mode), ",\"batch\":", s.batch,
-                                   ",\"context\":", s.context,
-                                   ",\"prefill_tokens_per_s\":", json::Number(s.prefill_tps),
-                                   ",\"decode_tokens_per_s\":", json::Number(s.decode_tps), "}"));
+    for (const SpeedCell& s : speed) {
+      std::string roof = "null";
+      if (machine) {
+        const CellRoofline r = RateCell(c, s, *machine);
+        roof = absl::StrCat(
+            "{\"weight_bytes_per_token\":", json::Number(r.cost.weight_bytes_per_token),
+            ",\"kv_bytes_per_token\":", json::Number(r.cost.kv_bytes_per_token),
+            ",\"bytes_per_token\":", json::Number(r.cost.bytes_per_token),
+            ",\"flops_per_token\":", json::Number(r.cost.flops_per_token),
+            ",\"tokens_per_s\":", json::Number(r.roofline.tokens_per_s),
+            ",\"bound\":", json::Quote(r.roofline.compute_bound ? "compute" : "memory"),
+            ",\"fraction\":", json::Number(r.fraction),
+            ",\"step_bytes\":", json::Number(r.step_bytes),
+            ",\"fits_llc\":", r.fits_llc ? "true" : "false", "}");
+      }
+      cells.push_back(absl::StrCat(
+          "{\"decode\":", json::Quote(DecodeModeName(s.mode)), ",\"batch\":", s.batch,
+          ",\"context\":", s.context, ",\"prefill_tokens_per_s\":", json::Number(s.prefill_tps),
+          ",\"decode_tokens_per_s\":", json::Number(s.decode_tps), ",\"roofline\":", roof, "}"));
+    }
+    std::string machine_json = "null";
+    if (machine)
+      machine_json = absl::StrCat(
+          "{\"read_bandwidth_gb_per_s\":", json::Number(machine->bandwidth.gb_per_s),
+          ",\"bandwidth_buffer_bytes\":", machine->bandwidth.buffer_bytes,
+          ",\"llc_bytes\":", machine->bandwidth.llc_bytes,
+          ",\"sgemm_peak_gflops\":", json::Number(machine->sgemm_peak_gflops),
+          ",\"threads\":", machine->bandwidth.threads,
+          ",\"weight_bytes_per_value\":", kWeightBytesPerValue,
+          ",\"kv_bytes_per_value\":", kKvBytesPerValue,
+          ",\"bench_steps\":", absl::GetFlag(FLAGS_bench_steps), "}");
     std::string text_json = "null";
     if (metrics)
       text_json = absl::StrCat(
@@ -743,7 +835,8 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
     const std::string j = absl::StrCat(
         "{\"task\":\"report\",\"model\":", json::Quote(m.source), ",\"step\":", m.step,
         ",\"attention\":", json::Quote(AttentionKindName(c.attention)),
-        ",\"parameters\":", cost.parameters, ",\"threads\":", omp_get_max_threads(),
+        ",\"parameters\":", cost.parameters, ",\"context_length\":", c.context_length,
+        ",\"threads\":", omp_get_max_threads(),
         ",\"device\":", json::Quote(absl::GetFlag(FLAGS_device)),
         ",\"kv_cache\":{\"values_per_token_per_layer\":", per_layer,
         ",\"values_per_token\":", total,
@@ -753,7 +846,8 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
         ",\"mha_bytes_per_token_fp32\":", mha_cost.kv_cache_bytes_per_token(4),
         ",\"mha_bytes_per_token_bf16\":", mha_cost.kv_cache_bytes_per_token(2),
         ",\"ratio_to_mha\":", json::Number(ratio), ",\"reduction_vs_mha\":",
-        json::Number(1 - ratio), "},\"speed\":[", absl::StrJoin(cells, ","),
+        json::Number(1 - ratio), "},\"roofline\":", machine_json, ",\"speed\":[",
+        absl::StrJoin(cells, ","),
         "],\"text_metrics\":", text_json,
         ",\"judge_file\":", metrics ? json::Quote(judge_out) : std::string("null"), "}\n");
     MLA_RETURN_IF_ERROR(WriteText(out, j));

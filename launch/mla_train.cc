@@ -48,7 +48,8 @@ ABSL_FLAG(int64_t, eval_interval, 0, "Validate every N steps (0: only at the end
 ABSL_FLAG(int64_t, eval_batches, 0, "Validation micro-batches per rank (0: the whole validation shard).");
 ABSL_FLAG(int64_t, log_interval, 10, "Print a progress line and a metrics record every N steps.");
 ABSL_FLAG(std::string, out_dir, "runs/default", "Output directory: config.json, metrics.jsonl, checkpoints/.");
-ABSL_FLAG(double, peak_gflops, 0, "Per-rank peak GFLOP/s for MFU (0: measure a large sgemm at start).");
+ABSL_FLAG(double, peak_gflops, 0,
+          "Per-rank peak GFLOP/s for MFU (0: measured at start at the run's threads: on the CPU the fastest of square sgemms and of the model's own GEMM shapes, on a GPU a large GEMM).");
 // Checkpoints.
 ABSL_FLAG(int64_t, ckpt_every, 0, "Write a checkpoint every N steps (0: only at the end and on SIGTERM/SIGINT).");
 ABSL_FLAG(int, ckpt_keep_last, 3, "Keep the newest K checkpoints.");

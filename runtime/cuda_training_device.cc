@@ -62,7 +62,7 @@ class CudaTrainingDevice final : public TrainingDevice {
     return CheckMemoryPlanFits(plan, static_cast<int64_t>(free_bytes));
   }
 
-  double MeasurePeakGflops() override {
+  double MeasurePeakGflops(const ModelConfig&, int64_t) override {
     return MeasureGemmPeakGflops(*kernels_, kPeakGemmSize);
   }
 

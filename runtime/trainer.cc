@@ -373,7 +373,9 @@ absl::Status Run::Setup() {
     model_->InitParameters(o_.seed);
   }
   MLA_RETURN_IF_ERROR(device_->ParametersChanged(model_->params(), model_->num_params()));
-  peak_gflops_ = o_.peak_gflops > 0 ? o_.peak_gflops : device_->MeasurePeakGflops();
+  peak_gflops_ = o_.peak_gflops > 0
+                     ? o_.peak_gflops
+                     : device_->MeasurePeakGflops(config_, int64_t{o_.micro_batch} * shapes_.T);
 
   if (rank_ == 0) {
     std::string cfg = "{";
@@ -702,12 +704,17 @@ absl::Status Run::Loop() {
       const double mfu = flops_per_token * tok_s / world_ / (peak_gflops_ * 1e9);
       const double elapsed = Since(start);
       const double eta = elapsed / (step_ - first_step) * (shapes_.steps - step_);
+      // Above 100 % the peak, not the step, is wrong: say so beside the figure.
+      const std::string peak_note =
+          mfu > 1.0 ? absl::StrFormat(" | MFU above 100%%: the start-up peak (%.1f GFLOP/s per "
+                                      "rank) was measured low", peak_gflops_)
+                    : std::string();
       std::printf(
           "step %6lld/%lld | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | MFU %5.1f%% | "
-          "comm %4.1f%% | elapsed %s | ETA %s\n",
+          "comm %4.1f%% | elapsed %s | ETA %s%s\n",
           static_cast<long long>(step_), static_cast<long long>(shapes_.steps), loss, lr,
           clip.norm, tok_s, 100 * mfu, 100 * window_comm / window_time,
-          FormatDuration(elapsed).c_str(), FormatDuration(eta).c_str());
+          FormatDuration(elapsed).c_str(), FormatDuration(eta).c_str(), peak_note.c_str());
       std::fflush(stdout);
       Log(absl::StrFormat(
           "{\"step\": %d, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, \"tokens_per_s\": %s, "

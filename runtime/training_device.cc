@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
@@ -16,6 +17,7 @@
 #include "layers/device_array.h"
 #include "runtime/create_kernels.h"
 #include "runtime/memory_plan.h"
+#include "runtime/parameter_layout.h"
 
 namespace mla {
 
@@ -33,6 +35,51 @@ double MeasureGemmPeakGflops(Kernels& kernels, int64_t n) {
     if (rep > 0 && s > 0) best = std::max(best, 2.0 * n * n * n / s / 1e9);
   }
   return best;
+}
+
+std::vector<LinearShape> TrainingLinearShapes(const ModelConfig& config) {
+  const ParameterLayout layout = BuildParameterLayout(config);
+  std::vector<LinearShape> shapes;
+  for (const ParamSpec& p : layout.params) {
+    // W_uk and W_uv are one [2C, R] GEMM (adjacent in the buffer).
+    if (p.shape.size() != 2 || p.offset == layout.weights.wpe || absl::EndsWith(p.name, "attn.w_uv"))
+      continue;
+    const int64_t rows_of_w = absl::EndsWith(p.name, "attn.w_uk") ? 2 * p.shape[0] : p.shape[0];
+    const LinearShape s{rows_of_w, p.shape[1]};
+    if (std::find(shapes.begin(), shapes.end(), s) == shapes.end()) shapes.push_back(s);
+  }
+  return shapes;
+}
+
+double MeasureLinearGflops(Kernels& kernels, int64_t rows, LinearShape shape, int repeats) {
+  const int64_t M = rows, N = shape.N, K = shape.K;
+  DeviceArray<float> x(&kernels, M * K), w(&kernels, N * K), y(&kernels, M * N),
+      dx(&kernels, M * K), dw(&kernels, N * K);
+  kernels.Fill(x.data(), 0.5f, M * K);
+  kernels.Fill(w.data(), 0.25f, N * K);
+  kernels.Fill(y.data(), 0.125f, M * N);
+  kernels.Fill(dw.data(), 0.0f, N * K);
+  const double flops = 2.0 * M * N * K;
+  auto best_of = [&](double op_flops, auto&& op) {
+    double best = 0;
+    for (int rep = 0; rep <= repeats; ++rep) {  // rep 0 warms up
+      kernels.Synchronize();
+      const auto t0 = std::chrono::steady_clock::now();
+      op();
+      kernels.Synchronize();
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (rep > 0 && s > 0) best = std::max(best, op_flops / s / 1e9);
+    }
+    return best;
+  };
+  const double forward = best_of(flops, [&] {
+    kernels.LinearForward(x.data(), w.data(), nullptr, y.data(), M, N, K, Epilogue::kNone, false);
+  });
+  const double backward = best_of(2 * flops, [&] {
+    kernels.LinearBackward(x.data(), w.data(), y.data(), dx.data(), dw.data(), nullptr, M, N, K,
+                           false);
+  });
+  return std::max(forward, backward);
 }
 
 namespace {
@@ -85,7 +132,12 @@ class CpuTrainingDevice final : public TrainingDevice {
         plan.total_bytes() / 1048576.0, share / 1048576.0, ranks_here, options.micro_batch,
         options.zero_stage, options.world_size, FormatMemoryPlan(plan)));
   }
-  double MeasurePeakGflops() override { return MeasureSgemmPeakGflops(1536, 5); }
+  double MeasurePeakGflops(const ModelConfig& config, int64_t rows) override {
+    double peak = MeasureSgemmPeakGflops(5);
+    for (const LinearShape& s : TrainingLinearShapes(config))
+      peak = std::max(peak, MeasureLinearGflops(*kernels_, std::min(rows, kPeakRowsCap), s, 3));
+    return peak;
+  }
 
   absl::Status CreateOptimizer(const AdamWConfig& config, ElementRange range,
                                absl::Span<const DecaySegment> segments) override {

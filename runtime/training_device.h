@@ -47,6 +47,27 @@ enum class AdamMoment { kM, kV };
 // devices use n = kPeakGemmSize). The GEMM runs in the kernels' precision.
 double MeasureGemmPeakGflops(Kernels& kernels, int64_t n);
 
+// The GEMM shapes one training step of `config` runs on `rows` = micro-batch
+// × T rows: one [N, K] per distinct Linear weight (the LM head included, the
+// position table, a lookup, not; MLA's W_uk and W_uv as the one [2C, R]
+// GEMM they are), from the parameter layout.
+struct LinearShape {
+  int64_t N = 0, K = 0;
+  bool operator==(const LinearShape&) const = default;
+};
+std::vector<LinearShape> TrainingLinearShapes(const ModelConfig& config);
+
+// GFLOP/s `kernels` reach on a Linear of [rows, K] inputs and an [N, K]
+// weight: the faster of the forward (2·rows·N·K FLOPs) and the backward with
+// both input and weight gradients (4·rows·N·K), each the fastest of
+// `repeats` timed runs after a warm-up, on operands in the kernels' memory.
+double MeasureLinearGflops(Kernels& kernels, int64_t rows, LinearShape shape, int repeats);
+
+// Rows of the training-shape GEMMs the CPU peak times: a GEMM's rate no
+// longer grows with its row count well before this, and it keeps the
+// start-up measurement of a paper-scale model to a few seconds.
+inline constexpr int64_t kPeakRowsCap = 2048;
+
 class TrainingDevice {
  public:
   virtual ~TrainingDevice() = default;
@@ -63,9 +84,13 @@ class TrainingDevice {
   // its refusal.
   virtual absl::Status CheckMemory(const ModelConfig& config, const MemoryPlanOptions& options,
                                    bool print) = 0;
-  // Peak GEMM GFLOP/s of this device in the run's precision (the CPU: fp32
-  // sgemm; CUDA: MeasureGemmPeakGflops on its kernels), measured, for MFU.
-  virtual double MeasurePeakGflops() = 0;
+  // Peak GEMM GFLOP/s of this device in the run's precision, measured, for
+  // MFU. The CPU: the maximum of the square sgemm ladder
+  // (layers/cpu/peak_flops.h) and of MeasureLinearGflops over
+  // TrainingLinearShapes(config) on min(rows, kPeakRowsCap) rows, so no
+  // training GEMM runs faster than the peak it is rated against. CUDA:
+  // MeasureGemmPeakGflops on its kernels (config and rows unused).
+  virtual double MeasurePeakGflops(const ModelConfig& config, int64_t rows) = 0;
 
   // AdamW over `range` of the flat parameter buffer (optim/adamw.h
   // semantics); the moments start at zero, in the kernels' memory.

@@ -43,7 +43,7 @@ class FakeTrainingDevice final : public TrainingDevice {
     ++*memory_checks_;
     return o.micro_batch > 0 ? absl::OkStatus() : absl::InternalError("no micro-batch");
   }
-  double MeasurePeakGflops() override { return 1.0; }
+  double MeasurePeakGflops(const ModelConfig&, int64_t) override { return 1.0; }
   absl::Status CreateOptimizer(const AdamWConfig& config, ElementRange range,
                                absl::Span<const DecaySegment> segments) override {
     auto opt = AdamW::Create(config, range, segments);

@@ -242,6 +242,20 @@ TEST(MlaEvalTest, ReportKvBytesEqualTheFormulaAndJudgeFileHasTheRubric) {
   EXPECT_NEAR(NumberAt(*kv, "reduction_vs_mha"), 1.0 - 20.0 / 64.0, 1e-12);
   // Both decode modes × 2 batch sizes × 1 context.
   ASSERT_EQ(v->Find("speed")->array.size(), 4u);
+  // The roofline: measured in the run, and each cell's KV read is its
+  // sequence's cache at the timed steps' mean context (24 − (4 − 1)/2).
+  const json::Value* roof = v->Find("roofline");
+  ASSERT_NE(roof, nullptr);
+  EXPECT_GT(NumberAt(*roof, "read_bandwidth_gb_per_s"), 0);
+  EXPECT_GT(NumberAt(*roof, "sgemm_peak_gflops"), 0);
+  EXPECT_GE(NumberAt(*roof, "bandwidth_buffer_bytes"), 4 * NumberAt(*roof, "llc_bytes"));
+  for (const json::Value& cell : v->Find("speed")->array) {
+    const json::Value* rc = cell.Find("roofline");
+    ASSERT_NE(rc, nullptr);
+    EXPECT_DOUBLE_EQ(NumberAt(*rc, "kv_bytes_per_token"), 22.5 * 2 * (16 + 4) * 4);
+    EXPECT_NEAR(NumberAt(*rc, "fraction"),
+                NumberAt(cell, "decode_tokens_per_s") / NumberAt(*rc, "tokens_per_s"), 1e-9);
+  }
   const json::Value* text = v->Find("text_metrics");
   ASSERT_NE(text, nullptr);
   EXPECT_EQ(NumberAt(*text, "generations"), 3);

@@ -1,10 +1,12 @@
 // mla-bench: training-step throughput for each attention kind on the device
 // of --device (runtime/training_device.h: the kernels, AdamW and its moments
-// as mla-train runs them). On the CPU, MFU is measured against the peak of a
-// large oneDNN sgemm taken in the same run (so machine noise affects both
-// alike); on a GPU against the device's GEMM peak in the run's precision.
+// as mla-train runs them). MFU is measured against the device's peak taken in
+// the same run (so machine noise affects both alike): on the CPU the best of
+// a ladder of square sgemms and of the model's own GEMM shapes, on a GPU the
+// device's GEMM peak in the run's precision.
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -19,7 +21,6 @@
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "comm/local_communicator.h"
-#include "layers/cpu/peak_flops.h"
 #include "layers/profiling_kernels.h"
 #include "runtime/gpt_model.h"
 #include "runtime/model_flags.h"
@@ -36,13 +37,12 @@ ABSL_FLAG(std::optional<int>, heads, std::nullopt, "Alias of --n_head.");
 ABSL_FLAG(std::optional<int>, vocab, std::nullopt, "Alias of --vocab_size.");
 ABSL_FLAG(std::optional<int>, context, std::nullopt, "Alias of --context_length.");
 ABSL_FLAG(std::string, device, "cpu",
-          "cpu (oneDNN + OpenMP; MFU against a large sgemm measured in the same run) or cuda "
+          "cpu (oneDNN + OpenMP; MFU against the sgemm peak measured in the same run) or cuda "
           "(the first visible GPU; no MFU column).");
 ABSL_FLAG(std::string, precision, "fp32", "GEMM precision: fp32, or bf16 with --device=cuda.");
 ABSL_FLAG(int, batch, 16, "Sequences per step B.");
 ABSL_FLAG(int, steps, 5, "Timed training steps per kind.");
 ABSL_FLAG(int, warmup, 1, "Untimed steps first (primitive creation, buffer growth).");
-ABSL_FLAG(int, peak_size, 2048, "Square size of the sgemm that defines peak GFLOP/s (--device=cpu).");
 ABSL_FLAG(bool, profile, false, "Also print time per kernel (ms per timed step) for each kind.");
 
 namespace mla {
@@ -117,16 +117,20 @@ int main(int argc, char** argv) {
   const int B = absl::GetFlag(FLAGS_batch), T = base->context_length;
   const int steps = absl::GetFlag(FLAGS_steps);
 
+  // One peak for every kind: the maximum of each kind's (training_device.h).
   double peak = 0;
-  if (cpu) {
-    peak = MeasureSgemmPeakGflops(absl::GetFlag(FLAGS_peak_size), 5);
-    std::printf("threads=%d  sgemm peak (%d^3, best of 5) = %.1f GFLOP/s\n", omp_get_max_threads(),
-                absl::GetFlag(FLAGS_peak_size), peak);
-  } else {
-    peak = (*device)->MeasurePeakGflops();
+  for (AttentionKind kind : *kinds) {
+    ModelConfig cfg = *base;
+    cfg.attention = kind;
+    if (absl::Status s = ValidateModelConfig(cfg); !s.ok()) return fail(s);
+    peak = std::max(peak, (*device)->MeasurePeakGflops(cfg, int64_t{B} * T));
+  }
+  if (cpu)
+    std::printf("threads=%d  sgemm peak (square ladder and the model's GEMM shapes) = %.1f "
+                "GFLOP/s\n", omp_get_max_threads(), peak);
+  else
     std::printf("device=%s  GEMM peak in --precision=%s = %.1f GFLOP/s\n",
                 std::string((*device)->name()).c_str(), absl::GetFlag(FLAGS_precision).c_str(), peak);
-  }
   std::printf("config: n_layer=%d d_model=%d n_head=%d vocab_size=%d context_length=%d batch=%d "
               "kv_rank=%d rope_dim=%d\n",
               base->n_layer, base->d_model, base->n_head, base->vocab_size, T, B, base->kv_rank,
