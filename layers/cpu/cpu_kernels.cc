@@ -12,6 +12,7 @@
 #include "glog/logging.h"
 #include "layers/math/activation_math.h"
 #include "layers/cpu/sgemm.h"
+#include "layers/cpu/small_batch_linear.h"
 #include "oneapi/dnnl/dnnl.h"
 
 namespace mla {
@@ -72,6 +73,10 @@ float* CpuKernels::Scratch(std::vector<float>& buffer, size_t n) {
 void CpuKernels::LinearForward(const float* x, const float* w, const float* bias, float* y,
                                int64_t M, int64_t N, int64_t K, Epilogue epilogue,
                                bool accumulate) {
+  if (M >= 1 && M <= kSmallBatchMaxRows && K >= 1) {
+    SmallBatchLinear(x, w, bias, y, M, N, K, epilogue, accumulate);
+    return;
+  }
   MatmulShape s;
   s.M = M; s.N = N; s.K = K;
   s.lda = K; s.ldb = K; s.ldc = N;
@@ -184,7 +189,7 @@ void CpuKernels::LinearBackward(const float* x, const float* w, const float* dy,
 
 void CpuKernels::LayerNormForward(const float* x, const float* w, const float* b, float* y,
                                   float* mean, float* rstd, int64_t M, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M > 1)
   for (int64_t i = 0; i < M; ++i) {
     const float* xi = x + i * C;
     float* yi = y + i * C;
@@ -249,7 +254,7 @@ void CpuKernels::LayerNormBackward(const float* dy, const float* x, const float*
 
 void CpuKernels::RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64_t M,
                                 int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M > 1)
   for (int64_t i = 0; i < M; ++i) {
     const float* xi = x + i * C;
     float ss = 0.0f;

@@ -1,7 +1,10 @@
 #pragma once
 // CpuKernels: the reference implementation of the kernel interface
 // (layers/kernels.h). Linear layers run as oneDNN matmul primitives cached per
-// shape, with fused bias / bias+GELU post-ops; attention runs per (batch, head)
+// shape, with fused bias / bias+GELU post-ops, except those of at most
+// kSmallBatchMaxRows rows (a decoding step), which run as SmallBatchLinear
+// (layers/cpu/small_batch_linear.h); normalisations of one row (batch-1
+// decoding) run on the calling thread; attention runs per (batch, head)
 // on OpenMP threads, each issuing single-threaded oneDNN sgemm calls over
 // causal row blocks (key blocks the mask removes are never computed); the
 // element-wise kernels are OpenMP loops over the shared math in layers/math/.

@@ -1,0 +1,227 @@
+#include "layers/cpu/small_batch_linear.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "glog/logging.h"
+#include "layers/math/activation_math.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MLA_X86 1
+#endif
+
+namespace mla {
+namespace {
+
+// Where a finished inner product goes: y[m, n] (= or +=) dot (+ bias[n]) (→ GELU).
+struct Output {
+  float* y;
+  const float* bias;
+  int64_t N;
+  Epilogue epilogue;
+  bool accumulate;
+};
+
+inline void Finish(const Output& o, int64_t m, int64_t n, float dot) {
+  float& dst = o.y[m * o.N + n];
+  float v = dot;
+  if (o.epilogue != Epilogue::kNone) v += o.bias[n];
+  if (o.accumulate) v += dst;
+  dst = o.epilogue == Epilogue::kBiasGelu ? math::GeluTanh(v) : v;
+}
+
+// Weight rows [n0, n1) against all M rows of x.
+using RowsFn = void (*)(const float* x, const float* w, int64_t K, int64_t n0, int64_t n1,
+                        const Output& o);
+
+template <int M>
+void RowsScalar(const float* x, const float* w, int64_t K, int64_t n0, int64_t n1,
+                const Output& o) {
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* wr = w + n * K;
+    float acc[M] = {};
+    for (int64_t k = 0; k < K; ++k)
+      for (int m = 0; m < M; ++m) acc[m] += wr[k] * x[m * K + k];
+    for (int m = 0; m < M; ++m) Finish(o, m, n, acc[m]);
+  }
+}
+
+#if MLA_X86
+// Σ of the 16 lanes, folded in halves (zero-masked shuffles: GCC 12 warns
+// about the undefined pass-through operand of _mm512_reduce_add_ps).
+__attribute__((target("avx512f"))) inline float HorizontalSum(__m512 v) {
+  v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+  v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+  const __m128 s = _mm512_maskz_extractf32x4_ps(0xF, v, 0);
+  const __m128 h = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+}
+
+// RB weight rows × M x rows of 16-float FMAs; the K tail is a masked load.
+template <int M, int RB>
+__attribute__((target("avx512f"))) inline void BlockAvx512(const float* x, const float* w,
+                                                           int64_t K, int64_t n,
+                                                           const Output& o) {
+  __m512 acc[RB][M];
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) acc[r][m] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 xv[M];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) xv[m] = _mm512_loadu_ps(x + m * K + k);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) {
+      const __m512 wv = _mm512_loadu_ps(w + (n + r) * K + k);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) acc[r][m] = _mm512_fmadd_ps(wv, xv[m], acc[r][m]);
+    }
+  }
+  if (k < K) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (K - k)) - 1);
+    __m512 xv[M];
+    for (int m = 0; m < M; ++m) xv[m] = _mm512_maskz_loadu_ps(mask, x + m * K + k);
+    for (int r = 0; r < RB; ++r) {
+      const __m512 wv = _mm512_maskz_loadu_ps(mask, w + (n + r) * K + k);
+      for (int m = 0; m < M; ++m) acc[r][m] = _mm512_fmadd_ps(wv, xv[m], acc[r][m]);
+    }
+  }
+  for (int r = 0; r < RB; ++r)
+    for (int m = 0; m < M; ++m) Finish(o, m, n + r, HorizontalSum(acc[r][m]));
+}
+
+template <int M>
+__attribute__((target("avx512f"))) void RowsAvx512(const float* x, const float* w, int64_t K,
+                                                   int64_t n0, int64_t n1, const Output& o) {
+  constexpr int RB = M <= 2 ? 4 : 2;
+  int64_t n = n0;
+  for (; n + RB <= n1; n += RB) BlockAvx512<M, RB>(x, w, K, n, o);
+  for (; n < n1; ++n) BlockAvx512<M, 1>(x, w, K, n, o);
+}
+
+__attribute__((target("avx2,fma"))) inline float HorizontalSum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 h = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+}
+
+// RB weight rows × M x rows of 8-float FMAs; the K tail is scalar.
+template <int M, int RB>
+__attribute__((target("avx2,fma"))) inline void BlockAvx2(const float* x, const float* w,
+                                                          int64_t K, int64_t n,
+                                                          const Output& o) {
+  __m256 acc[RB][M];
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) acc[r][m] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 xv[M];
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) xv[m] = _mm256_loadu_ps(x + m * K + k);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) {
+      const __m256 wv = _mm256_loadu_ps(w + (n + r) * K + k);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) acc[r][m] = _mm256_fmadd_ps(wv, xv[m], acc[r][m]);
+    }
+  }
+  for (int r = 0; r < RB; ++r) {
+    for (int m = 0; m < M; ++m) {
+      float tail = 0.0f;
+      for (int64_t j = k; j < K; ++j) tail += w[(n + r) * K + j] * x[m * K + j];
+      Finish(o, m, n + r, HorizontalSum(acc[r][m]) + tail);
+    }
+  }
+}
+
+template <int M>
+__attribute__((target("avx2,fma"))) void RowsAvx2(const float* x, const float* w, int64_t K,
+                                                  int64_t n0, int64_t n1, const Output& o) {
+  constexpr int RB = M <= 2 ? 4 : 2;
+  int64_t n = n0;
+  for (; n + RB <= n1; n += RB) BlockAvx2<M, RB>(x, w, K, n, o);
+  for (; n < n1; ++n) BlockAvx2<M, 1>(x, w, K, n, o);
+}
+#endif
+
+RowsFn Pick(SimdIsa isa, int64_t M) {
+  static constexpr RowsFn kScalar[] = {RowsScalar<1>, RowsScalar<2>, RowsScalar<3>,
+                                       RowsScalar<4>};
+#if MLA_X86
+  static constexpr RowsFn kAvx2[] = {RowsAvx2<1>, RowsAvx2<2>, RowsAvx2<3>, RowsAvx2<4>};
+  static constexpr RowsFn kAvx512[] = {RowsAvx512<1>, RowsAvx512<2>, RowsAvx512<3>,
+                                       RowsAvx512<4>};
+  if (isa == SimdIsa::kAvx512) return kAvx512[M - 1];
+  if (isa == SimdIsa::kAvx2) return kAvx2[M - 1];
+#endif
+  return kScalar[M - 1];
+}
+
+}  // namespace
+
+bool SimdIsaAvailable(SimdIsa isa) {
+  switch (isa) {
+    case SimdIsa::kScalar:
+      return true;
+#if MLA_X86
+    case SimdIsa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case SimdIsa::kAvx512:
+      return __builtin_cpu_supports("avx512f");
+#endif
+    default:
+      return false;
+  }
+}
+
+SimdIsa BestSimdIsa() {
+  static const SimdIsa best = SimdIsaAvailable(SimdIsa::kAvx512) ? SimdIsa::kAvx512
+                              : SimdIsaAvailable(SimdIsa::kAvx2) ? SimdIsa::kAvx2
+                                                                 : SimdIsa::kScalar;
+  return best;
+}
+
+const char* SimdIsaName(SimdIsa isa) {
+  switch (isa) {
+    case SimdIsa::kAvx512:
+      return "avx512";
+    case SimdIsa::kAvx2:
+      return "avx2";
+    default:
+      return "scalar";
+  }
+}
+
+void SmallBatchLinear(const float* x, const float* w, const float* bias, float* y, int64_t M,
+                      int64_t N, int64_t K, Epilogue epilogue, bool accumulate, SimdIsa isa) {
+  CHECK(M >= 1 && M <= kSmallBatchMaxRows) << "SmallBatchLinear: M = " << M;
+  CHECK_GE(K, 1);
+  CHECK(epilogue == Epilogue::kNone || bias != nullptr) << "bias epilogue without a bias";
+  CHECK(!(accumulate && epilogue == Epilogue::kBiasGelu)) << "GELU with accumulate";
+  CHECK(SimdIsaAvailable(isa)) << SimdIsaName(isa) << " is not available on this CPU";
+  const RowsFn rows = Pick(isa, M);
+  const Output out{y, bias, N, epilogue, accumulate};
+  const bool threaded = N * K * static_cast<int64_t>(sizeof(float)) >= kSmallBatchThreadMinBytes &&
+                        omp_get_max_threads() > 1 && !omp_in_parallel();
+  if (!threaded) {
+    rows(x, w, K, 0, N, out);
+    return;
+  }
+  // Contiguous ranges of 16 rows (whole cache lines of y for any M).
+  const int64_t blocks = (N + 15) / 16;
+#pragma omp parallel
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t n0 = std::min(N, blocks * t / T * 16);
+    const int64_t n1 = std::min(N, blocks * (t + 1) / T * 16);
+    if (n1 > n0) rows(x, w, K, n0, n1, out);
+  }
+}
+
+}  // namespace mla

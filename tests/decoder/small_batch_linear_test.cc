@@ -1,0 +1,126 @@
+// SmallBatchLinear (the decoding GEMV) on every SIMD path this CPU has,
+// against a double-precision reference. A sum of K fp32 products computed in
+// any order is within K·u·Σ|w||x| of the exact value (first order, u the unit
+// roundoff); the bound below adds a few ulps for the bias, the accumulated
+// value and the GELU.
+#include "layers/cpu/small_batch_linear.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "layers/math/activation_math.h"
+
+namespace mla {
+namespace {
+
+constexpr double kU = 1.0 / (1 << 24);
+
+std::vector<float> Random(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+std::vector<SimdIsa> AvailableIsas() {
+  std::vector<SimdIsa> out;
+  for (SimdIsa isa : {SimdIsa::kScalar, SimdIsa::kAvx2, SimdIsa::kAvx512})
+    if (SimdIsaAvailable(isa)) out.push_back(isa);
+  return out;
+}
+
+struct Case {
+  int64_t M, N, K;
+  Epilogue epilogue;
+  bool accumulate;
+};
+
+void Check(const Case& c, SimdIsa isa, uint32_t seed) {
+  const std::vector<float> x = Random(c.M * c.K, seed);
+  const std::vector<float> w = Random(c.N * c.K, seed + 1);
+  const std::vector<float> bias = Random(c.N, seed + 2);
+  const std::vector<float> y0 = Random(c.M * c.N, seed + 3);
+  std::vector<float> y = y0;
+  SmallBatchLinear(x.data(), w.data(), c.epilogue == Epilogue::kNone ? nullptr : bias.data(),
+                   y.data(), c.M, c.N, c.K, c.epilogue, c.accumulate, isa);
+  for (int64_t m = 0; m < c.M; ++m) {
+    for (int64_t n = 0; n < c.N; ++n) {
+      double dot = 0.0, mag = 0.0;
+      for (int64_t k = 0; k < c.K; ++k) {
+        const double p = static_cast<double>(w[n * c.K + k]) * x[m * c.K + k];
+        dot += p;
+        mag += std::fabs(p);
+      }
+      double v = dot;
+      if (c.epilogue != Epilogue::kNone) {
+        v += bias[n];
+        mag += std::fabs(bias[n]);
+      }
+      if (c.accumulate) {
+        v += y0[m * c.N + n];
+        mag += std::fabs(y0[m * c.N + n]);
+      }
+      double tol = (c.K + 2) * kU * mag;
+      if (c.epilogue == Epilogue::kBiasGelu) {
+        // GELU's slope is below 1.13 in magnitude; its own evaluation in fp32
+        // adds a few ulps of its result and of its argument.
+        tol = 1.13 * tol + 8 * kU * (std::fabs(v) + 1.0);
+        v = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+      }
+      ASSERT_NEAR(y[m * c.N + n], v, tol)
+          << SimdIsaName(isa) << " M=" << c.M << " N=" << c.N << " K=" << c.K << " at (" << m
+          << ", " << n << ")";
+    }
+  }
+}
+
+TEST(SmallBatchLinearTest, EveryPathMatchesTheDoubleReferenceWithTails) {
+  // Odd K exercises the 8- and 16-wide tails and K < one vector; odd N the
+  // row-block tails.
+  uint32_t seed = 1;
+  for (SimdIsa isa : AvailableIsas())
+    for (int64_t M = 1; M <= kSmallBatchMaxRows; ++M)
+      for (int64_t K : {1, 7, 15, 16, 17, 33, 288})
+        for (int64_t N : {1, 3, 5, 18})
+          Check({M, N, K, Epilogue::kNone, false}, isa, seed++);
+}
+
+TEST(SmallBatchLinearTest, BiasGeluAndAccumulateEpilogues) {
+  uint32_t seed = 100;
+  for (SimdIsa isa : AvailableIsas())
+    for (int64_t M : {1, 3}) {
+      Check({M, 37, 29, Epilogue::kBias, false}, isa, seed++);
+      Check({M, 37, 29, Epilogue::kBias, true}, isa, seed++);
+      Check({M, 37, 29, Epilogue::kNone, true}, isa, seed++);
+      Check({M, 37, 29, Epilogue::kBiasGelu, false}, isa, seed++);
+    }
+}
+
+// Large enough to be split across threads (≥ kSmallBatchThreadMinBytes), with
+// N not a multiple of the 16-row split.
+TEST(SmallBatchLinearTest, ThreadedSplitCoversEveryRow) {
+  const int64_t N = 1000, K = 97;
+  ASSERT_GE(N * K * 4, kSmallBatchThreadMinBytes);
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    for (SimdIsa isa : AvailableIsas()) {
+      Check({1, N, K, Epilogue::kBias, false}, isa, 200 + threads);
+      Check({kSmallBatchMaxRows, N, K, Epilogue::kNone, true}, isa, 300 + threads);
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST(SmallBatchLinearTest, BestIsaIsAvailableAndScalarAlwaysIs) {
+  EXPECT_TRUE(SimdIsaAvailable(SimdIsa::kScalar));
+  EXPECT_TRUE(SimdIsaAvailable(BestSimdIsa()));
+}
+
+}  // namespace
+}  // namespace mla
