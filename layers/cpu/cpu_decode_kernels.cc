@@ -14,8 +14,13 @@
 //                     split into chunks), then the output product per head.
 //                     oneDNN threading GEMMs this small costs far more than
 //                     the GEMMs themselves.
-//   MLA naive         one segment per thread: expand [K | V] for the slot's
-//                     cached positions, then per head as MHA.
+//   MLA naive         with at least as many segments as threads, one segment
+//                     per thread: expand [K | V] for the slot's cached
+//                     positions, then per head as MHA. With fewer (batch 1),
+//                     each segment's expansion is split by positions across
+//                     the threads, then (segment, head) pairs are shared out,
+//                     in one parallel region; oneDNN threading these GEMMs
+//                     itself cost more than it saved.
 // Per-thread scores and expansions live in grow-only scratch sized from the
 // call (rows, heads, cache_len), so steady decoding allocates nothing.
 #include <omp.h>
@@ -204,28 +209,55 @@ void CpuKernels::DecodeLatentNaive(const DecodeAttentionViews& in, const DecodeB
   const int64_t kv_stride = static_cast<int64_t>(L) * 2 * C;
   float* scores = DecodeThreadScratch(decode_scores_, score_stride);
   float* expanded = DecodeThreadScratch(decode_expanded_, kv_stride);
-#pragma omp parallel for schedule(dynamic, 1) if (b.S > 1)
-  for (int s = 0; s < b.S; ++s) {
+  // [K | V] = C·[W_uk; W_uv]ᵀ for positions [p0, p1) of segment s into KV.
+  auto expand = [&](int s, int64_t p0, int64_t p1, float* KV) {
+    const int64_t slot = b.host.slot[s];
+    Sgemm('N', 'T', p1 - p0, 2 * C, R, 1.0f, in.latent + (slot * L + p0) * R, R, in.w_uk, R, 0.0f,
+          KV + p0 * 2 * C, 2 * C);
+  };
+  // Head h of segment s against its expanded [K | V].
+  auto attend = [&](int s, int h, const float* KV, float* S) {
     const int64_t row0 = b.host.row0[s];
     const int n = b.host.row0[s + 1] - b.host.row0[s];
     const int pos0 = b.host.pos0[s], len = pos0 + n;
-    const int t = omp_get_thread_num();
-    float* S = scores + t * score_stride;
-    float* KV = expanded + t * kv_stride;
     const int64_t slot = b.host.slot[s];
-    // [K | V] = C·[W_uk; W_uv]ᵀ for every cached position.
-    Sgemm('N', 'T', len, 2 * C, R, 1.0f, in.latent + slot * L * R, R, in.w_uk, R, 0.0f, KV,
-          2 * C);
-    for (int h = 0; h < H; ++h) {
-      Sgemm('N', 'T', n, len, D, in.scale, in.q + row0 * in.ld_q + h * D, in.ld_q, KV + h * D,
-            2 * C, 0.0f, S, len);
-      if (rope)
-        Sgemm('N', 'T', n, len, P, in.scale, in.q_rope + row0 * H * P + h * P, H * P,
-              in.k_rope + slot * L * P, P, 1.0f, S, len);
-      MaskedSoftmax(S, n, len, [pos0](int64_t i) { return pos0 + i; });
-      Sgemm('N', 'N', n, D, len, 1.0f, S, len, KV + C + h * D, 2 * C, 0.0f,
-            y + row0 * ld_y + h * D, ld_y);
+    Sgemm('N', 'T', n, len, D, in.scale, in.q + row0 * in.ld_q + h * D, in.ld_q, KV + h * D,
+          2 * C, 0.0f, S, len);
+    if (rope)
+      Sgemm('N', 'T', n, len, P, in.scale, in.q_rope + row0 * H * P + h * P, H * P,
+            in.k_rope + slot * L * P, P, 1.0f, S, len);
+    MaskedSoftmax(S, n, len, [pos0](int64_t i) { return pos0 + i; });
+    Sgemm('N', 'N', n, D, len, 1.0f, S, len, KV + C + h * D, 2 * C, 0.0f,
+          y + row0 * ld_y + h * D, ld_y);
+  };
+  const int threads = omp_get_max_threads();
+  if (b.S >= threads) {
+    // One segment per thread: expand into its own slice, then every head.
+#pragma omp parallel for schedule(dynamic, 1) if (b.S > 1)
+    for (int s = 0; s < b.S; ++s) {
+      const int t = omp_get_thread_num();
+      float* KV = expanded + t * kv_stride;
+      expand(s, 0, b.host.pos0[s] + b.host.row0[s + 1] - b.host.row0[s], KV);
+      for (int h = 0; h < H; ++h) attend(s, h, KV, scores + t * score_stride);
     }
+    return;
+  }
+  // Fewer segments than threads (batch-1 decoding): segment s expands into
+  // slice s, its positions split across the threads; then the (segment, head)
+  // pairs are shared out. Every GEMM runs on its calling thread.
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int u = 0; u < b.S * threads; ++u) {
+      const int s = u / threads, c = u % threads;
+      const int64_t len = b.host.pos0[s] + b.host.row0[s + 1] - b.host.row0[s];
+      const int64_t p0 = len * c / threads, p1 = len * (c + 1) / threads;
+      if (p1 > p0) expand(s, p0, p1, expanded + s * kv_stride);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int u = 0; u < b.S * H; ++u)
+      attend(u / H, u % H, expanded + (u / H) * kv_stride,
+             scores + omp_get_thread_num() * score_stride);
   }
 }
 
