@@ -47,9 +47,10 @@ while [ $# -gt 0 ]; do
 done
 
 PROGRAMS=(launch/mla-train launch/mla-eval tools/mla-ckpt/mla-ckpt tools/mla-calc/mla-calc
-          tools/mla-data/mla-data tests/cuda/mla-gemm-peak)
-GPU_TESTS=(cuda_elementwise_test cuda_kernels_test cuda_bf16_test cuda_decode_test
-           cuda_training_test)
+          tools/mla-data/mla-data tests/layers/mla-gemm-peak)
+GPU_TESTS=(tests/layers/cuda_elementwise_test tests/layers/cuda_kernels_test
+           tests/layers/cuda_bf16_test tests/layers/cuda_decode_test
+           tests/runtime/cuda_training_test)
 
 if [ -z "$FROM_BUILD" ]; then
   # x86-64-v3 (AVX2): the device machine's processor is not this one.
@@ -57,7 +58,8 @@ if [ -z "$FROM_BUILD" ]; then
     -DMLA_BUILD_TESTS=ON -DMLA_MARCH=x86-64-v3 >/dev/null
   targets=()
   for p in "${PROGRAMS[@]}"; do targets+=("$(basename "$p")"); done
-  cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${targets[@]}" "${GPU_TESTS[@]}"
+  for t in "${GPU_TESTS[@]}"; do targets+=("$(basename "$t")"); done
+  cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${targets[@]}"
   FROM_BUILD="$BUILD_DIR"
 fi
 FROM_BUILD="$(cd "$FROM_BUILD" && pwd)"
@@ -81,7 +83,7 @@ take() {  # take PATH_IN_BUILD DEST: copy a built binary, or note that this buil
   fi
 }
 for p in "${PROGRAMS[@]}"; do take "$p" "$OUT/bin"; done
-for t in "${GPU_TESTS[@]}"; do take "tests/cuda/$t" "$OUT/tests"; done
+for t in "${GPU_TESTS[@]}"; do take "$t" "$OUT/tests"; done
 strip --strip-unneeded "$OUT"/bin/* "$OUT"/tests/* 2>/dev/null || true
 
 # Libraries the machine provides itself: glibc, the C++ runtime every image

@@ -1,5 +1,5 @@
 """Reads an mlatrain checkpoint with h5py, numpy and xxhash only (no mlatrain
-code) and checks what roundtrip_test.cc wrote: the integrity header as
+code) and checks what writer_roundtrip_test.cc wrote: the integrity header as
 docs/checkpoint-format.md specifies it (its digest recomputed here), the values
 of the formulas of test_state.h recomputed here, the config attributes, state
 arrays and tokenizer bytes.

@@ -11,7 +11,7 @@
 #include "runtime/decoder.h"
 #include "runtime/gpt_model.h"
 #include "tests/device/fake_device_kernels.h"
-#include "tests/model/test_util.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {

@@ -16,7 +16,7 @@
 #include "runtime/memory_plan.h"
 #include "runtime/training_device.h"
 #include "tests/device/fake_device_kernels.h"
-#include "tests/model/test_util.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {

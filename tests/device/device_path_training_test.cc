@@ -7,7 +7,7 @@
 // and AdamW of this test device stage the gradients through the host with the
 // kernels' copy calls, so every host access to "device" memory goes through
 // a checked copy; the CUDA device runs the same loop with its own kernels
-// (tests/cuda/cuda_training_test.cc).
+// (tests/runtime/cuda_training_device_test.cc).
 #include <filesystem>
 #include <fstream>
 #include <optional>

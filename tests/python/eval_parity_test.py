@@ -11,9 +11,9 @@ Fixtures (setUpModule, ~10 s): 400 generated stories, a 400-token tokenizer and
 shards (mla-data); per kind a tiny model (2 blocks, d=32, 4 heads, context 96)
 trained one step by mla-train, the options spread over the kinds (untied head,
 query compression, latent RMSNorm, rope_dim, rope_theta). Its matrices are then
-scaled by 10 with h5py (as tests/eval/write_fixture.cc does) so attention and
-logits are far from uniform and every term of the model moves the loss, and the
-file is resealed with mlatrain.checkpoint.seal; mla-eval accepting it checks the
+scaled by 10 with h5py (as tests/launch/mla_eval_fixture.cc does) so attention
+and logits are far from uniform and every term of the model moves the loss, and
+the file is resealed with mlatrain.checkpoint.seal; mla-eval accepting it checks the
 package's digest against the C++ one.
 
 Loss tolerance. Both programs compute in float32 (unit roundoff u = 2^-24);

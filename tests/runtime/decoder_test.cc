@@ -25,7 +25,7 @@
 #include "layers/cpu/cpu_kernels.h"
 #include "runtime/decoder.h"
 #include "runtime/gpt_model.h"
-#include "tests/model/test_util.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {

@@ -20,7 +20,7 @@
 #include "layers/cpu/cpu_kernels.h"
 #include "layers/cuda/cuda_kernels.h"
 #include "layers/cuda/elementwise.h"
-#include "tests/cuda/device_vector.h"
+#include "tests/layers/cuda/device_vector.h"
 #include "tests/device/empty_linear_checks.h"
 
 namespace mla::cuda {

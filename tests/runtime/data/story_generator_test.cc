@@ -73,13 +73,13 @@ TEST(StoryGenerator, EveryTemplateOfTheGrammarIsReachable) {
 }
 
 TEST(StoryGenerator, V1GrammarReproducesTheOriginalGeneratorByteForByte) {
-  // tests/data/golden/stories_v1_seed7_count40.txt is the stories.txt written
+  // tests/runtime/data/golden/stories_v1_seed7_count40.txt is the stories.txt written
   // by `mla-data stories --count=40 --seed=7` built from commit fd7a5f0, the
   // last commit whose generator held the grammar in C++ (BuildGrammar), before
   // the grammar became runtime/data/grammars/v1.grammar.
   const char* src = std::getenv("MLA_SOURCE_DIR");
   ASSERT_NE(src, nullptr) << "MLA_SOURCE_DIR is not set (run through ctest)";
-  std::ifstream in(std::string(src) + "/tests/data/golden/stories_v1_seed7_count40.txt");
+  std::ifstream in(std::string(src) + "/tests/runtime/data/golden/stories_v1_seed7_count40.txt");
   ASSERT_TRUE(in) << "missing golden sample";
   std::vector<std::string> golden;
   for (std::string line; std::getline(in, line);) golden.push_back(line);

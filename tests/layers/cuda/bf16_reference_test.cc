@@ -1,4 +1,4 @@
-// The CPU references of the bf16 GEMM path (tests/cuda/bf16_reference.h),
+// The CPU references of the bf16 GEMM path (tests/layers/cuda/bf16_reference.h),
 // checked on every machine, so the GPU test's oracle is not first exercised
 // on a GPU. A float emulation does the device's arithmetic serially: operands
 // rounded by the shared math::RoundToBf16, exact products, fp32 sums, and the
@@ -6,7 +6,7 @@
 // The bounds hold for any summation order, so this order must satisfy them;
 // an emulation that skips one bf16 rounding must not (the bounds are tight
 // enough to see bf16 rounding).
-#include "tests/cuda/bf16_reference.h"
+#include "tests/layers/cuda/bf16_reference.h"
 
 #include <cmath>
 #include <cstdint>

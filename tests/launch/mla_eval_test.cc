@@ -1,6 +1,6 @@
-// The mla-eval binary on the fixture written by write_fixture (a random-weight
-// mla_rope checkpoint with a trained tokenizer, a validation shard and a
-// prompts file with good and bad lines).
+// The mla-eval binary on the fixture written by mla_eval_fixture.cc (a
+// random-weight mla_rope checkpoint with a trained tokenizer, a validation
+// shard and a prompts file with good and bad lines).
 #include <sys/wait.h>
 
 #include <cmath>

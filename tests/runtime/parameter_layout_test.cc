@@ -9,7 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "runtime/model_checkpoint.h"
-#include "tests/model/test_util.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {

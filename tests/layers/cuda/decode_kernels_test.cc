@@ -6,10 +6,10 @@
 // Tolerances. Gathers and appends move values: exact. RoPE: each side is
 // within 4u·(|x0|+|x1|) of the exact rotation (cos/sin rounded to fp32, two
 // products, a sum), so they differ by at most twice that. Cache attention:
-// tests/decoder/decode_test_util.h bounds each side's distance to the exact
+// tests/layers/decode_test_util.h bounds each side's distance to the exact
 // value by `tol` (first-order fp32 bound of any summation order), so the two
 // differ by at most 2·tol. Whole step: the derivation of
-// tests/decoder/decoder_test.cc (two fp32 evaluations of the same function in
+// tests/runtime/decoder_test.cc (two fp32 evaluations of the same function in
 // different orders differ by at most 8.4e-5 of the logit scale for these
 // sizes) gives 1e-4·max(1, max|logit|).
 //
@@ -28,8 +28,8 @@
 #include "layers/cuda/elementwise.h"
 #include "runtime/decoder.h"
 #include "runtime/gpt_model.h"
-#include "tests/decoder/decode_test_util.h"
-#include "tests/model/test_util.h"
+#include "tests/layers/decode_test_util.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla::cuda {
 namespace {

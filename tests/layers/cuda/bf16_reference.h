@@ -1,6 +1,6 @@
 #pragma once
-// CPU references of the bf16 GEMM path for tests/cuda/cuda_bf16_test.cc
-// (checked on the GPU) and tests/cuda/bf16_reference_test.cc (checked on
+// CPU references of the bf16 GEMM path for tests/layers/cuda/cuda_kernels_bf16_test.cc
+// (checked on the GPU) and tests/layers/cuda/bf16_reference_test.cc (checked on
 // every machine against a float emulation of the device arithmetic). Host
 // code, no CUDA; header-only test support.
 //

@@ -1,5 +1,5 @@
 // One whole training step on the GPU against the CPU, for every attention
-// kind and option (tests/model/test_util.h SmallConfigs): two accumulated
+// kind and option (tests/runtime/model_test_util.h SmallConfigs): two accumulated
 // micro-batches of forward and backward, global-norm clipping and AdamW,
 // through the CUDA TrainingDevice (CudaKernels, device AdamW with its decay
 // mask, SumOfSquares + Scale). Runs when a GPU is visible, skips otherwise.
@@ -26,7 +26,7 @@
 #include "optim/clip.h"
 #include "runtime/gpt_model.h"
 #include "runtime/training_device.h"
-#include "tests/model/test_util.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {

@@ -26,7 +26,7 @@
 #include "layers/cpu/cpu_kernels.h"
 #include "optim/adamw.h"
 #include "runtime/gpt_model.h"
-#include "tests/model/test_util.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {

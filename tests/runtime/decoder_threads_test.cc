@@ -29,7 +29,7 @@
 #include "layers/cpu/small_batch_linear.h"
 #include "runtime/decoder.h"
 #include "runtime/gpt_model.h"
-#include "tests/model/test_util.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {

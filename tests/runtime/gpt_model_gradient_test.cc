@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "layers/cpu/cpu_kernels.h"
 #include "runtime/gpt_model.h"
-#include "tests/model/test_util.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {

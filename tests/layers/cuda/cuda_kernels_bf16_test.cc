@@ -1,5 +1,5 @@
 // CudaKernels in bf16 mode (CudaKernelsOptions{Precision::kBf16}) against the
-// CPU references of tests/cuda/bf16_reference.h (where the tolerances are
+// CPU references of tests/layers/cuda/bf16_reference.h (where the tolerances are
 // derived): run when a GPU is visible, skip with a message otherwise.
 #include <cuda_runtime.h>
 
@@ -15,8 +15,8 @@
 #include "layers/cuda/cuda_kernels.h"
 #include "layers/cuda/elementwise.h"
 #include "layers/math/bf16_math.h"
-#include "tests/cuda/bf16_reference.h"
-#include "tests/cuda/device_vector.h"
+#include "tests/layers/cuda/bf16_reference.h"
+#include "tests/layers/cuda/device_vector.h"
 
 namespace mla::cuda {
 namespace {

@@ -1,7 +1,7 @@
 // CpuKernels' decoding kernels (layers/kernels.h, "Decoding") against plain
 // loops written here: gathers and appends exactly, RoPE and cache attention
 // against double-precision references with first-order fp32 bounds
-// (tests/decoder/decode_test_util.h). Every call mixes segments of several
+// (tests/layers/decode_test_util.h). Every call mixes segments of several
 // lengths, slots out of order and positions deep into the slot, and the
 // cache is filled beyond each slot's length, so a wrong slot, position or
 // causal limit reads unrelated values and fails by O(1).
@@ -10,7 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "layers/cpu/cpu_kernels.h"
-#include "tests/decoder/decode_test_util.h"
+#include "tests/layers/decode_test_util.h"
 
 namespace mla {
 namespace {

@@ -4,7 +4,7 @@
 // shard, an mla_rope model with random weights (GPT-2 init scaled ×10 so its
 // logits are far from uniform) saved as a checkpoint with that tokenizer, and
 // a prompts file with good and bad lines.
-//   write_fixture DIR
+//   eval_write_fixture DIR
 #include <mpi.h>
 
 #include <cstdio>
@@ -24,7 +24,7 @@
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   google::InitGoogleLogging(argv[0]);
-  CHECK_EQ(argc, 2) << "usage: write_fixture DIR";
+  CHECK_EQ(argc, 2) << "usage: eval_write_fixture DIR";
   using namespace mla;
   const std::string dir = argv[1];
   std::filesystem::remove_all(dir);
