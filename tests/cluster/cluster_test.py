@@ -16,7 +16,6 @@ recipes/cluster/cpu-cluster.sh exactly as on a real CPU cluster.
 Run by ctest as `python3 cluster_test.py BUILD_DIR`. Exits 77 (ctest: skipped)
 with the reason when this machine does not allow network namespaces.
 """
-import json
 import os
 import shutil
 import subprocess
@@ -25,18 +24,15 @@ import tempfile
 import time
 import unittest
 
-import h5py
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, ".."))
 import netns_cluster  # noqa: E402
+from mla_programs import CKPT, TRAIN, latest, losses, make_corpus, params  # noqa: E402
 
 SOURCE = os.path.abspath(os.path.join(HERE, "..", ".."))
-BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.environ["MLA_BINARY_DIR"]
-TRAIN = os.path.join(BUILD, "launch", "mla-train")
-CKPT = os.path.join(BUILD, "tools", "mla-ckpt", "mla-ckpt")
-DATA_TOOL = os.path.join(BUILD, "tools", "mla-data", "mla-data")
 RECIPE = os.path.join(SOURCE, "recipes", "cpu", "quickstart.flags")
 CLUSTER_SH = os.path.join(SOURCE, "recipes", "cluster", "cpu-cluster.sh")
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
@@ -50,8 +46,7 @@ SHORT = ["--log_interval=1", "--eval_interval=0", "--eval_batches=2"]
 
 
 def setUpModule():
-    subprocess.run([DATA_TOOL, "all", "--count", "3000", "--vocab_size", "512", "--out", DATA],
-                   check=True, capture_output=True)
+    make_corpus(DATA, 3000, 512)
 
 
 def tearDownModule():
@@ -80,22 +75,6 @@ def on_cluster(cluster, run_dir, *extra, micro_batch=16, timeout=300):
     if p.returncode != 0:
         raise AssertionError(f"cluster run failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
-
-
-def losses(out_dir):
-    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
-        return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
-
-
-def params(path):
-    with h5py.File(path, "r") as f:
-        return {k: f["model"][k][...] for k in f["model"]}
-
-
-def latest(out_dir):
-    d = os.path.join(out_dir, "checkpoints")
-    with open(os.path.join(d, "latest")) as f:
-        return os.path.join(d, f.read().strip())
 
 
 def verify(test, path):

@@ -15,12 +15,9 @@ import unittest
 
 import h5py
 
-BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.environ["MLA_BINARY_DIR"]
-TRAIN = os.path.join(BUILD, "launch", "mla-train")
-CKPT = os.path.join(BUILD, "tools", "mla-ckpt", "mla-ckpt")
-CALC = os.path.join(BUILD, "tools", "mla-calc", "mla-calc")
-BENCH = os.path.join(BUILD, "tools", "mla-bench", "mla-bench")
-DATA_TOOL = os.path.join(BUILD, "tools", "mla-data", "mla-data")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from mla_programs import BENCH, CALC, CKPT, DATA_TOOL, TRAIN, make_corpus, train_flags  # noqa: E402
+
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 TMP = tempfile.mkdtemp(prefix="mla-bad-input-test-")
@@ -29,8 +26,7 @@ GOOD_RUN = os.path.join(TMP, "good")  # one finished run whose checkpoint the te
 
 
 def setUpModule():
-    subprocess.run([DATA_TOOL, "all", "--count", "600", "--vocab_size", "400", "--out", DATA],
-                   check=True, capture_output=True)
+    make_corpus(DATA, 600, 400)
     proc = subprocess.run(train_cmd(GOOD_RUN), capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -39,20 +35,16 @@ def tearDownModule():
     shutil.rmtree(TMP, ignore_errors=True)
 
 
-def flags(out_dir, **overrides):
-    f = {
-        "attention": "mla_rope", "n_layer": 1, "d_model": 32, "n_head": 4, "context_length": 16,
-        "kv_rank": 8, "rope_dim": 4, "train_data": f"{DATA}/train.bin",
-        "val_data": f"{DATA}/val.bin", "tokenizer": f"{DATA}/tokenizer.model",
-        "global_batch_tokens": 16 * 4, "micro_batch": 4, "steps": 2, "warmup_steps": 1,
-        "eval_batches": 1, "out_dir": out_dir, "peak_gflops": 1, "threads": 1,
-    }
-    f.update(overrides)
-    return [f"--{k}={v}" for k, v in f.items() if v is not None]
+# One block at T=16, two steps: enough for a checkpoint to damage.
+BAD_INPUT_RUN = {
+    "n_layer": 1, "d_model": 32, "n_head": 4, "context_length": 16, "kv_rank": 8, "rope_dim": 4,
+    "global_batch_tokens": 16 * 4, "micro_batch": 4, "steps": 2, "warmup_steps": 1,
+    "eval_batches": 1,
+}
 
 
 def train_cmd(out_dir, **overrides):
-    return [TRAIN] + flags(out_dir, **overrides)
+    return [TRAIN] + train_flags(DATA, out_dir, BAD_INPUT_RUN, **overrides)
 
 
 def good_checkpoint():
@@ -224,7 +216,7 @@ class MlaTrainFiles(BadInput):
         p = os.path.join(TMP, "a-file")
         with open(p, "w") as f:
             f.write("x")
-        proc = self.run_tool([TRAIN] + flags(p))
+        proc = self.run_tool(train_cmd(p))
         self.assert_refused(proc, "a-file")
 
     def test_resume_from_missing_checkpoint_is_named(self):

@@ -24,12 +24,11 @@ import unittest
 import h5py
 import numpy as np
 
-BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.environ["MLA_BINARY_DIR"]
-TRAIN = os.path.join(BUILD, "launch", "mla-train")
-CKPT = os.path.join(BUILD, "tools", "mla-ckpt", "mla-ckpt")
-DATA_TOOL = os.path.join(BUILD, "tools", "mla-data", "mla-data")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from mla_programs import (BUILD, CKPT, TINY_RUN, TRAIN, make_corpus, params,  # noqa: E402
+                          train_flags, under_mpirun)
+
 SHIM = os.path.join(BUILD, "tests", "fault", "libmla_enospc_shim.so")
-MPI_FLAGS = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 TMP = tempfile.mkdtemp(prefix="mla-fault-test-")
@@ -40,8 +39,7 @@ SEED = int(os.environ.get("MLA_FAULT_SEED", str(int(time.time()) % 100000)))
 
 
 def setUpModule():
-    subprocess.run([DATA_TOOL, "all", "--count", "1500", "--vocab_size", "512", "--out", DATA],
-                   check=True, capture_output=True)
+    make_corpus(DATA, 1500, 512)
     print(f"fault_test: random seed {SEED} (set MLA_FAULT_SEED to replay)", flush=True)
 
 
@@ -49,24 +47,12 @@ def tearDownModule():
     shutil.rmtree(TMP, ignore_errors=True)
 
 
-def flags(out_dir, **overrides):
-    f = {
-        "attention": "mla_rope", "n_layer": 2, "d_model": 64, "n_head": 4, "context_length": 32,
-        "kv_rank": 16, "rope_dim": 4, "train_data": f"{DATA}/train.bin",
-        "val_data": f"{DATA}/val.bin", "tokenizer": f"{DATA}/tokenizer.model",
-        "global_batch_tokens": 32 * 8, "micro_batch": 4, "steps": 20, "warmup_steps": 2,
-        "lr": 3e-3, "min_lr": 3e-4, "log_interval": 1, "eval_batches": 2, "out_dir": out_dir,
-        "peak_gflops": 1, "threads": 1,
-    }
-    f.update(overrides)
-    return [f"--{k}={v}" for k, v in f.items()]
+# The end-to-end tests' model at d=64, 20 steps of 4-sequence micro-batches.
+FAULT_RUN = dict(TINY_RUN, d_model=64, micro_batch=4, steps=20, eval_batches=2)
 
 
 def train_cmd(out_dir, ranks=1, **overrides):
-    cmd = [TRAIN] + flags(out_dir, **overrides)
-    if ranks > 1:
-        cmd = ["mpirun"] + MPI_FLAGS + ["-np", str(ranks)] + cmd
-    return cmd
+    return under_mpirun([TRAIN] + train_flags(DATA, out_dir, FAULT_RUN, **overrides), ranks)
 
 
 def run_train(out_dir, ranks=1, timeout=240, env=None, **overrides):
@@ -112,11 +98,6 @@ def strict_json(line):
 def metrics(out_dir):
     with open(os.path.join(out_dir, "metrics.jsonl")) as f:
         return [strict_json(line) for line in f if line.strip()]
-
-
-def params(path):
-    with h5py.File(path, "r") as f:
-        return {k: f["model"][k][...] for k in f["model"]}
 
 
 def children(pid):

@@ -20,6 +20,7 @@
 #include "runtime/data/tokenizer.h"
 #include "runtime/gpt_model.h"
 #include "runtime/model_checkpoint.h"
+#include "tests/runtime/model_test_util.h"
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
@@ -40,15 +41,10 @@ int main(int argc, char** argv) {
   auto rep = TokenizeCorpus(*stories, *tok, dir + "/train.bin", dir + "/val.bin", sopt);
   CHECK(rep.ok()) << rep.status();
 
-  ModelConfig cfg;
-  cfg.attention = AttentionKind::kMlaRope;
-  cfg.vocab_size = tok->vocab_size();
-  cfg.context_length = 64;
-  cfg.n_layer = 2;
-  cfg.d_model = 32;
-  cfg.n_head = 4;
-  cfg.kv_rank = 16;
-  cfg.rope_dim = 4;
+  const ModelConfig cfg = testing::MakeConfig(
+      AttentionKind::kMlaRope, {.vocab_size = tok->vocab_size(), .context_length = 64,
+                                .n_layer = 2, .d_model = 32, .n_head = 4, .kv_rank = 16,
+                                .rope_dim = 4});
   CpuKernels kernels;
   auto model = GptModel::Create(cfg, &kernels);
   CHECK(model.ok()) << model.status();

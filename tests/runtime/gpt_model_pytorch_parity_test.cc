@@ -33,27 +33,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct ParityCase {
-  std::string name;
-  ModelConfig config;
-};
-
-std::vector<ParityCase> Cases() {
-  ModelConfig base;
-  base.vocab_size = 61;
-  base.context_length = 80;  // > 64: crosses the CPU attention's causal row blocks
-  base.n_layer = 2;
-  base.d_model = 32;
-  base.n_head = 4;
-  base.kv_rank = 16;
-  base.rope_dim = 8;
-  std::vector<ParityCase> out;
-  for (AttentionKind k : {AttentionKind::kMha, AttentionKind::kMhaRope, AttentionKind::kMla,
-                          AttentionKind::kMlaRope}) {
-    ModelConfig c = base;
-    c.attention = k;
-    out.push_back({std::string(AttentionKindName(k)), c});
-  }
+std::vector<testing::NamedConfig> Cases() {
+  const ModelConfig base = testing::MakeConfig(
+      AttentionKind::kMlaRope,
+      {.vocab_size = 61,
+       .context_length = 80,  // > 64: crosses the CPU attention's causal row blocks
+       .n_layer = 2, .d_model = 32, .n_head = 4, .kv_rank = 16, .rope_dim = 8});
+  std::vector<testing::NamedConfig> out = testing::EveryKind(base);
   ModelConfig q = base;
   q.attention = AttentionKind::kMlaRope;
   q.q_rank = 12;
@@ -102,7 +88,7 @@ std::vector<double> JsonNumbers(const std::string& json, const std::string& key)
   return out;
 }
 
-class PytorchParityTest : public ::testing::TestWithParam<ParityCase> {};
+class PytorchParityTest : public ::testing::TestWithParam<testing::NamedConfig> {};
 
 TEST_P(PytorchParityTest, LogitsLossGradientsAndAdamWMatchReference) {
   const ModelConfig cfg = GetParam().config;

@@ -4,21 +4,14 @@
 #include "layers/cpu/cpu_kernels.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_config.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {
 
 ModelConfig Config(AttentionKind kind) {
-  ModelConfig c;
-  c.n_layer = 3;
-  c.d_model = 48;
-  c.n_head = 4;
-  c.kv_rank = 20;
-  c.rope_dim = 6;
-  c.context_length = 16;
-  c.vocab_size = 30;
-  c.attention = kind;
-  return c;
+  return testing::MakeConfig(kind, {.vocab_size = 30, .context_length = 16, .n_layer = 3,
+                                    .d_model = 48, .n_head = 4, .kv_rank = 20, .rope_dim = 6});
 }
 
 TEST(KvCacheTest, ValuesPerTokenMatchTheClosedFormForEveryKind) {

@@ -18,20 +18,15 @@
 
 #include "gtest/gtest.h"
 #include "runtime/gpt_model.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {
 
 ModelConfig Tiny() {
-  ModelConfig c;
-  c.vocab_size = 16;
-  c.context_length = 4;
-  c.n_layer = 1;
-  c.d_model = 8;
-  c.n_head = 2;
-  c.attention = AttentionKind::kMha;
-  c.mlp_ratio = 4;
-  return c;
+  return testing::MakeConfig(AttentionKind::kMha, {.vocab_size = 16, .context_length = 4,
+                                                   .n_layer = 1, .d_model = 8, .n_head = 2,
+                                                   .mlp_ratio = 4});
 }
 
 MemoryPlanOptions NoWorkspace() {

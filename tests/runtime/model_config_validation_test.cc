@@ -3,21 +3,15 @@
 #include "gtest/gtest.h"
 #include "runtime/model_config.h"
 #include "runtime/parameter_layout.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla {
 namespace {
 
 ModelConfig Valid() {
-  ModelConfig c;
-  c.vocab_size = 4096;
-  c.context_length = 512;
-  c.n_layer = 9;
-  c.d_model = 512;
-  c.n_head = 8;
-  c.attention = AttentionKind::kMlaRope;
-  c.kv_rank = 256;
-  c.rope_dim = 32;
-  return c;
+  return testing::MakeConfig(AttentionKind::kMlaRope,
+                             {.vocab_size = 4096, .context_length = 512, .n_layer = 9,
+                              .d_model = 512, .n_head = 8, .kv_rank = 256, .rope_dim = 32});
 }
 
 struct BadCase {

@@ -1,6 +1,6 @@
 #pragma once
-// Helpers shared by the model tests: small configs for every attention kind
-// and deterministic random fills.
+// Helpers shared by the model tests: configs of chosen sizes, small configs
+// for every attention kind and deterministic random fills.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,18 +15,35 @@ struct NamedConfig {
   ModelConfig config;
 };
 
-// Tiny configs covering every kind and option: plain, query compression,
-// latent RMSNorm, untied head.
-inline std::vector<NamedConfig> SmallConfigs() {
-  ModelConfig base;
-  base.vocab_size = 13;
-  base.context_length = 8;
-  base.n_layer = 2;
-  base.d_model = 16;
-  base.n_head = 2;
-  base.kv_rank = 8;
-  base.rope_dim = 4;
-  base.mlp_ratio = 4;
+// The sizes a test picks for its model; the fields not named keep
+// ModelConfig's defaults.
+struct ConfigSizes {
+  int vocab_size = ModelConfig{}.vocab_size;
+  int context_length = ModelConfig{}.context_length;
+  int n_layer = ModelConfig{}.n_layer;
+  int d_model = ModelConfig{}.d_model;
+  int n_head = ModelConfig{}.n_head;
+  int kv_rank = ModelConfig{}.kv_rank;
+  int rope_dim = ModelConfig{}.rope_dim;
+  int mlp_ratio = ModelConfig{}.mlp_ratio;
+};
+
+inline ModelConfig MakeConfig(AttentionKind attention, const ConfigSizes& s) {
+  ModelConfig c;
+  c.vocab_size = s.vocab_size;
+  c.context_length = s.context_length;
+  c.n_layer = s.n_layer;
+  c.d_model = s.d_model;
+  c.n_head = s.n_head;
+  c.attention = attention;
+  c.kv_rank = s.kv_rank;
+  c.rope_dim = s.rope_dim;
+  c.mlp_ratio = s.mlp_ratio;
+  return c;
+}
+
+// `base` once per attention kind (mha, mha_rope, mla, mla_rope), named after it.
+inline std::vector<NamedConfig> EveryKind(const ModelConfig& base) {
   std::vector<NamedConfig> out;
   for (AttentionKind k : {AttentionKind::kMha, AttentionKind::kMhaRope, AttentionKind::kMla,
                           AttentionKind::kMlaRope}) {
@@ -34,6 +51,17 @@ inline std::vector<NamedConfig> SmallConfigs() {
     c.attention = k;
     out.push_back({std::string(AttentionKindName(k)), c});
   }
+  return out;
+}
+
+// Tiny configs covering every kind and option: plain, query compression,
+// latent RMSNorm, untied head.
+inline std::vector<NamedConfig> SmallConfigs() {
+  const ModelConfig base = MakeConfig(AttentionKind::kMlaRope,
+                                      {.vocab_size = 13, .context_length = 8, .n_layer = 2,
+                                       .d_model = 16, .n_head = 2, .kv_rank = 8, .rope_dim = 4,
+                                       .mlp_ratio = 4});
+  std::vector<NamedConfig> out = EveryKind(base);
   ModelConfig q = base;
   q.attention = AttentionKind::kMlaRope;
   q.q_rank = 6;

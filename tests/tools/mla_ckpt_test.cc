@@ -22,6 +22,7 @@
 #include "runtime/model_config.h"
 #include "runtime/parameter_layout.h"
 #include "tests/checkpoint/test_state.h"
+#include "tests/runtime/model_test_util.h"
 
 namespace mla::ckpt {
 namespace {
@@ -29,16 +30,9 @@ namespace {
 using ::testing::HasSubstr;
 
 ModelConfig SmallModel() {
-  ModelConfig c;
-  c.vocab_size = 64;
-  c.context_length = 16;
-  c.n_layer = 2;
-  c.d_model = 32;
-  c.n_head = 4;
-  c.attention = AttentionKind::kMlaRope;
-  c.kv_rank = 16;
-  c.rope_dim = 4;
-  return c;
+  return testing::MakeConfig(AttentionKind::kMlaRope,
+                             {.vocab_size = 64, .context_length = 16, .n_layer = 2,
+                              .d_model = 32, .n_head = 4, .kv_rank = 16, .rope_dim = 4});
 }
 
 std::vector<ConfigEntry> ConfigEntries(const ModelConfig& c) {

@@ -11,7 +11,6 @@ rounding in the forward pass: a relative error of at most about
 (L + 1) · K · eps32 with K the longest reduction (the vocabulary, 512 here)
 and L = 2 blocks: 3 · 512 · 1.2e-7 ≈ 1.8e-4.
 """
-import json
 import os
 import shutil
 import subprocess
@@ -19,10 +18,9 @@ import sys
 import tempfile
 import unittest
 
-BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.environ["MLA_BINARY_DIR"]
-TRAIN = os.path.join(BUILD, "launch", "mla-train")
-DATA_TOOL = os.path.join(BUILD, "tools", "mla-data", "mla-data")
-MPI_FLAGS = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from mla_programs import TINY_RUN, TRAIN, losses, make_corpus, train_flags, under_mpirun  # noqa: E402
+
 TMP = tempfile.mkdtemp(prefix="mla-cuda-train-test-")
 DATA = os.path.join(TMP, "data")
 FIRST_LOSS_REL_TOL = 3 * 512 * 1.2e-7
@@ -42,8 +40,7 @@ GPUS = gpu_count()
 
 
 def setUpModule():
-    subprocess.run([DATA_TOOL, "all", "--count", "3000", "--vocab_size", "512", "--out", DATA],
-                   check=True, capture_output=True)
+    make_corpus(DATA, 3000, 512)
 
 
 def tearDownModule():
@@ -51,29 +48,12 @@ def tearDownModule():
 
 
 def run_train(out_dir, ranks=1, check=True, **overrides):
-    flags = {
-        "attention": "mla_rope", "n_layer": 2, "d_model": 32, "n_head": 4, "context_length": 32,
-        "kv_rank": 16, "rope_dim": 4, "train_data": f"{DATA}/train.bin",
-        "val_data": f"{DATA}/val.bin", "tokenizer": f"{DATA}/tokenizer.model",
-        "global_batch_tokens": 32 * 8, "micro_batch": 8, "steps": 10, "warmup_steps": 2,
-        "lr": 3e-3, "min_lr": 3e-4, "log_interval": 1, "eval_batches": 4, "out_dir": out_dir,
-        "peak_gflops": 1, "threads": 1,
-    }
-    flags.update(overrides)
-    cmd = [TRAIN] + [f"--{k}={v}" for k, v in flags.items()]
-    if ranks > 1:
-        cmd = ["mpirun"] + MPI_FLAGS + ["-np", str(ranks)] + cmd
+    cmd = under_mpirun([TRAIN] + train_flags(DATA, out_dir, TINY_RUN, **overrides), ranks)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def losses(out_dir):
-    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
-        recs = [json.loads(line) for line in f]
-    return {r["step"]: r["loss"] for r in recs if "loss" in r}
 
 
 class WithoutGpuTest(unittest.TestCase):

@@ -9,11 +9,9 @@ when the two runs differ only in how the same global batch is split (float
 summation order); resumes at the same world size must be bit-exact.
 """
 import json
-import math
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -23,18 +21,16 @@ import unittest
 import h5py
 import numpy as np
 
-BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.environ["MLA_BINARY_DIR"]
-TRAIN = os.path.join(BUILD, "launch", "mla-train")
-DATA_TOOL = os.path.join(BUILD, "tools", "mla-data", "mla-data")
-MPI_FLAGS = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from mla_programs import (MPI_FLAGS, TINY_RUN, TRAIN, latest, losses, make_corpus,  # noqa: E402
+                          params, train_flags, under_mpirun)
 
 TMP = tempfile.mkdtemp(prefix="mla-train-test-")
 DATA = os.path.join(TMP, "data")
 
 
 def setUpModule():
-    subprocess.run([DATA_TOOL, "all", "--count", "3000", "--vocab_size", "512", "--out", DATA],
-                   check=True, capture_output=True)
+    make_corpus(DATA, 3000, 512)
 
 
 def tearDownModule():
@@ -42,22 +38,11 @@ def tearDownModule():
 
 
 def base_flags(out_dir, **overrides):
-    flags = {
-        "attention": "mla_rope", "n_layer": 2, "d_model": 32, "n_head": 4, "context_length": 32,
-        "kv_rank": 16, "rope_dim": 4, "train_data": f"{DATA}/train.bin",
-        "val_data": f"{DATA}/val.bin", "tokenizer": f"{DATA}/tokenizer.model",
-        "global_batch_tokens": 32 * 8, "micro_batch": 8, "steps": 10, "warmup_steps": 2,
-        "lr": 3e-3, "min_lr": 3e-4, "log_interval": 1, "eval_batches": 4, "out_dir": out_dir,
-        "peak_gflops": 1, "threads": 1,
-    }
-    flags.update(overrides)
-    return [f"--{k}={v}" for k, v in flags.items()]
+    return train_flags(DATA, out_dir, TINY_RUN, **overrides)
 
 
 def run_train(out_dir, ranks=1, timeout=240, check=True, **overrides):
-    cmd = [TRAIN] + base_flags(out_dir, **overrides)
-    if ranks > 1:
-        cmd = ["mpirun"] + MPI_FLAGS + ["-np", str(ranks)] + cmd
+    cmd = under_mpirun([TRAIN] + base_flags(out_dir, **overrides), ranks)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
@@ -65,31 +50,10 @@ def run_train(out_dir, ranks=1, timeout=240, check=True, **overrides):
     return proc
 
 
-def losses(out_dir):
-    out = {}
-    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
-        for line in f:
-            rec = json.loads(line)
-            if "loss" in rec:
-                out[rec["step"]] = rec["loss"]
-    return out
-
-
 def val_loss(out_dir):
     with open(os.path.join(out_dir, "metrics.jsonl")) as f:
         vals = [json.loads(l)["val_loss"] for l in f if "val_loss" in l]
     return vals[-1]
-
-
-def params(path):
-    with h5py.File(path, "r") as f:
-        return {k: f["model"][k][...] for k in f["model"]}
-
-
-def latest(out_dir):
-    d = os.path.join(out_dir, "checkpoints")
-    with open(os.path.join(d, "latest")) as f:
-        return os.path.join(d, f.read().strip())
 
 
 def unigram_entropy_nats(shard):
