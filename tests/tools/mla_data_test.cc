@@ -10,10 +10,10 @@
 #include <fstream>
 #include <iterator>
 
-#include "data_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/data/story_generator.h"
+#include "tests/runtime/data/data_test_util.h"
 
 extern char** environ;
 

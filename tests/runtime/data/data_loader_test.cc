@@ -5,9 +5,9 @@
 
 #include <set>
 
-#include "data_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/runtime/data/data_test_util.h"
 
 namespace mla {
 namespace {

@@ -73,10 +73,10 @@ TEST(StoryGenerator, EveryTemplateOfTheGrammarIsReachable) {
 }
 
 TEST(StoryGenerator, V1GrammarReproducesTheOriginalGeneratorByteForByte) {
-  // tests/runtime/data/golden/stories_v1_seed7_count40.txt is the stories.txt written
-  // by `mla-data stories --count=40 --seed=7` built from commit fd7a5f0, the
-  // last commit whose generator held the grammar in C++ (BuildGrammar), before
-  // the grammar became runtime/data/grammars/v1.grammar.
+  // tests/runtime/data/golden/stories_v1_seed7_count40.txt is the stories.txt
+  // written by `mla-data stories --count=40 --seed=7` built from commit
+  // fd7a5f0, the last commit whose generator held the grammar in C++
+  // (BuildGrammar), before the grammar became runtime/data/grammars/v1.grammar.
   const char* src = std::getenv("MLA_SOURCE_DIR");
   ASSERT_NE(src, nullptr) << "MLA_SOURCE_DIR is not set (run through ctest)";
   std::ifstream in(std::string(src) + "/tests/runtime/data/golden/stories_v1_seed7_count40.txt");

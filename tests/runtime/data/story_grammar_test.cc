@@ -5,10 +5,10 @@
 #include <fstream>
 #include <set>
 
-#include "data_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/data/story_generator.h"
+#include "tests/runtime/data/data_test_util.h"
 
 namespace mla {
 namespace {

@@ -6,9 +6,9 @@
 #include <fstream>
 #include <iterator>
 
-#include "data_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/runtime/data/data_test_util.h"
 
 namespace mla {
 namespace {

@@ -5,12 +5,12 @@
 #include <cmath>
 #include <fstream>
 
-#include "data_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/data/story_generator.h"
 #include "runtime/data/token_shard.h"
 #include "runtime/data/tokenize_corpus.h"
+#include "tests/runtime/data/data_test_util.h"
 
 namespace mla {
 namespace {
