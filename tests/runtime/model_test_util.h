@@ -3,6 +3,7 @@
 // for every attention kind and deterministic random fills.
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "runtime/model_config.h"
@@ -30,15 +31,10 @@ struct ConfigSizes {
 
 inline ModelConfig MakeConfig(AttentionKind attention, const ConfigSizes& s) {
   ModelConfig c;
-  c.vocab_size = s.vocab_size;
-  c.context_length = s.context_length;
-  c.n_layer = s.n_layer;
-  c.d_model = s.d_model;
-  c.n_head = s.n_head;
   c.attention = attention;
-  c.kv_rank = s.kv_rank;
-  c.rope_dim = s.rope_dim;
-  c.mlp_ratio = s.mlp_ratio;
+  std::tie(c.vocab_size, c.context_length, c.n_layer, c.d_model, c.n_head) =
+      std::tie(s.vocab_size, s.context_length, s.n_layer, s.d_model, s.n_head);
+  std::tie(c.kv_rank, c.rope_dim, c.mlp_ratio) = std::tie(s.kv_rank, s.rope_dim, s.mlp_ratio);
   return c;
 }
 

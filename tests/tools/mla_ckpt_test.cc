@@ -30,9 +30,9 @@ namespace {
 using ::testing::HasSubstr;
 
 ModelConfig SmallModel() {
-  return testing::MakeConfig(AttentionKind::kMlaRope,
-                             {.vocab_size = 64, .context_length = 16, .n_layer = 2,
-                              .d_model = 32, .n_head = 4, .kv_rank = 16, .rope_dim = 4});
+  return mla::testing::MakeConfig(AttentionKind::kMlaRope,
+                                  {.vocab_size = 64, .context_length = 16, .n_layer = 2,
+                                   .d_model = 32, .n_head = 4, .kv_rank = 16, .rope_dim = 4});
 }
 
 std::vector<ConfigEntry> ConfigEntries(const ModelConfig& c) {
@@ -65,9 +65,7 @@ class ToolTest : public ::testing::Test {
     s.config = ConfigEntries(SmallModel());
     const int64_t total = testing::Total(layout_);
     testing::SetSlices(s, b, {0, total}, {0, total});
-    SaveOptions o;
-    o.dir = dir;
-    absl::StatusOr<std::string> saved = SaveCheckpoint(MPI_COMM_SELF, s, o);
+    absl::StatusOr<std::string> saved = testing::SaveInto(MPI_COMM_SELF, s, dir);
     EXPECT_TRUE(saved.ok()) << saved.status();
     return saved.ok() ? *saved : "";
   }
