@@ -48,12 +48,7 @@ class IntegrityTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = testing::SharedTempDir(MPI_COMM_SELF);
-    const auto layout = SmallLayout();
-    CheckpointState s = testing::MakeState(layout, 40);
-    testing::SetSlices(s, buffers_, {0, Total(layout)}, {0, Total(layout)});
-    SaveOptions o;
-    o.dir = dir_;
-    absl::StatusOr<std::string> saved = SaveCheckpoint(MPI_COMM_SELF, s, o);
+    absl::StatusOr<std::string> saved = testing::SaveWholeSmall(dir_, buffers_, 40);
     ASSERT_TRUE(saved.ok()) << saved.status();
     path_ = *saved;
     original_ = ReadAll(path_);

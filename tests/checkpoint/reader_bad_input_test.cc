@@ -36,12 +36,7 @@ class BadInputTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   void Save(const Buffers& b) {
-    const auto layout = SmallLayout();
-    CheckpointState s = testing::MakeState(layout, 1);
-    testing::SetSlices(s, b, {0, Total(layout)}, {0, Total(layout)});
-    SaveOptions o;
-    o.dir = dir_;
-    absl::StatusOr<std::string> saved = SaveCheckpoint(MPI_COMM_SELF, s, o);
+    absl::StatusOr<std::string> saved = testing::SaveWholeSmall(dir_, b, 1);
     ASSERT_TRUE(saved.ok()) << saved.status();
     path_ = *saved;
   }

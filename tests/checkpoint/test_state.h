@@ -82,6 +82,25 @@ inline void SetSlices(CheckpointState& s, const Buffers& b, FlatRange params, Fl
   s.adam_v = {moments.lo, absl::MakeConstSpan(b.v).subspan(moments.lo, moments.size())};
 }
 
+// SaveCheckpoint over `comm` into `dir` with the other options at their
+// defaults: the written file's path, or the writer's error.
+inline absl::StatusOr<std::string> SaveInto(MPI_Comm comm, const CheckpointState& s,
+                                            const std::string& dir) {
+  SaveOptions o;
+  o.dir = dir;
+  return SaveCheckpoint(comm, s, o);
+}
+
+// The whole SmallLayout state of `step`, with `b`'s values, saved by this
+// rank alone into `dir`.
+inline absl::StatusOr<std::string> SaveWholeSmall(const std::string& dir, const Buffers& b,
+                                                  int64_t step) {
+  const auto layout = SmallLayout();
+  CheckpointState s = MakeState(layout, step);
+  SetSlices(s, b, {0, Total(layout)}, {0, Total(layout)});
+  return SaveInto(MPI_COMM_SELF, s, dir);
+}
+
 // A new empty directory, the same on every rank of `comm`.
 inline std::string SharedTempDir(MPI_Comm comm) {
   int rank = 0;

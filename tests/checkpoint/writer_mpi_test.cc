@@ -64,9 +64,7 @@ TEST_F(TwoRankTest, UnequalZeroShardsFromTwoRanksReadBackAtWorldSizeOne) {
   const Buffers b(total);
   CheckpointState s = MakeState(layout, 7);
   SetSlices(s, b, EvenShard(total, Rank(), 2), UnequalShard(total, Rank()));
-  SaveOptions o;
-  o.dir = dir_;
-  absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
+  absl::StatusOr<std::string> path = testing::SaveInto(MPI_COMM_WORLD, s, dir_);
   ASSERT_TRUE(path.ok()) << path.status();
   // Every rank reads the whole file alone, as a one-rank job would.
   absl::StatusOr<CheckpointReader> r = CheckpointReader::Open(*path);
@@ -83,9 +81,7 @@ TEST_F(TwoRankTest, WrittenAtWorldSizeOneReadsBackAsUnequalShards) {
   if (Rank() == 0) {
     CheckpointState s = MakeState(layout, 9);
     SetSlices(s, b, {0, total}, {0, total});
-    SaveOptions o;
-    o.dir = dir_;
-    absl::StatusOr<std::string> saved = SaveCheckpoint(MPI_COMM_SELF, s, o);
+    absl::StatusOr<std::string> saved = testing::SaveInto(MPI_COMM_SELF, s, dir_);
     EXPECT_TRUE(saved.ok()) << saved.status();
   }
   MPI_Barrier(MPI_COMM_WORLD);
@@ -107,9 +103,7 @@ TEST_F(TwoRankTest, TwoRanksSealAMultiBlockFileWithTheDigestTheFormatDefines) {
   const Buffers b(total);
   CheckpointState s = MakeState(layout, 11);
   SetSlices(s, b, EvenShard(total, Rank(), 2), UnequalShard(total, Rank()));
-  SaveOptions o;
-  o.dir = dir_;
-  absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
+  absl::StatusOr<std::string> path = testing::SaveInto(MPI_COMM_WORLD, s, dir_);
   ASSERT_TRUE(path.ok()) << path.status();
   absl::StatusOr<IntegrityHeader> h = CheckFileIntegrity(*path);
   ASSERT_TRUE(h.ok()) << h.status();
@@ -131,9 +125,7 @@ TEST_F(TwoRankTest, ABadSliceOnOneRankFailsTheSaveOnEveryRank) {
   CheckpointState s = MakeState(layout, 3);
   SetSlices(s, b, EvenShard(total, Rank(), 2), EvenShard(total, Rank(), 2));
   if (Rank() == 1) s.adam_v.lo = total;  // outside the buffer on rank 1 only
-  SaveOptions o;
-  o.dir = dir_;
-  absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
+  absl::StatusOr<std::string> path = testing::SaveInto(MPI_COMM_WORLD, s, dir_);
   ASSERT_FALSE(path.ok());
   EXPECT_NE(path.status().message().find("rank 1"), std::string::npos) << path.status();
   EXPECT_NE(path.status().message().find("outside the buffer"), std::string::npos) << path.status();
@@ -146,9 +138,7 @@ TEST_F(TwoRankTest, OverlappingSlicesFailTheSaveOnEveryRank) {
   const Buffers b(total);
   CheckpointState s = MakeState(layout, 4);
   SetSlices(s, b, {0, total}, EvenShard(total, Rank(), 2));  // both ranks claim all params
-  SaveOptions o;
-  o.dir = dir_;
-  absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
+  absl::StatusOr<std::string> path = testing::SaveInto(MPI_COMM_WORLD, s, dir_);
   ASSERT_FALSE(path.ok());
   EXPECT_NE(path.status().message().find("overlap"), std::string::npos) << path.status();
 }
@@ -160,9 +150,7 @@ TEST_F(TwoRankTest, RanksGivenDifferentMetadataFailTogether) {
   CheckpointState s = MakeState(layout, 5);
   SetSlices(s, b, EvenShard(total, Rank(), 2), EvenShard(total, Rank(), 2));
   s.header.tokens_seen += Rank();
-  SaveOptions o;
-  o.dir = dir_;
-  absl::StatusOr<std::string> path = SaveCheckpoint(MPI_COMM_WORLD, s, o);
+  absl::StatusOr<std::string> path = testing::SaveInto(MPI_COMM_WORLD, s, dir_);
   ASSERT_FALSE(path.ok());
   EXPECT_NE(path.status().message().find("different metadata"), std::string::npos) << path.status();
 }
