@@ -1,14 +1,15 @@
 #pragma once
 // Shared by the decode-kernel tests (CPU and GPU): a segment table built from
-// (slot, n, pos0) triples, random fills, and a straightforward reference of
-// the cache attention in double with its first-order fp32 error bound.
+// (slot, n, pos0) triples, random fills, the attention problems both run, and
+// a straightforward reference of the cache attention in double with its
+// first-order fp32 error bound.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <vector>
 
 #include "layers/kernels.h"
+#include "tests/layers/random_values.h"
 
 namespace mla::testing {
 
@@ -56,13 +57,63 @@ struct Tables {
   std::vector<int32_t> slot, row0, pos0, pos;
 };
 
-inline std::vector<float> Random(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+// The cache-attention problems of the decode-kernel tests: random queries
+// (in [−2, 2]) and caches for `slots` slots of `cache_len` positions, with
+// `in` pointing at them (host memory).
+// MHA: H = 3 heads of D = 8; the queries are columns q_offset … q_offset + C
+// of rows 3·C wide (as in the fused QKV projection's output).
+struct MhaProblem {
+  static constexpr int H = 3, D = 8, C = H * D;
+  MhaProblem(const Tables& t, int slots, int cache_len, int q_offset)
+      : q(Random(t.M * 3 * C, 6, -2, 2)),
+        k(Random(static_cast<size_t>(slots) * cache_len * C, 7, -2, 2)),
+        v(Random(static_cast<size_t>(slots) * cache_len * C, 8)) {
+    in.H = H;
+    in.D = D;
+    in.scale = 1.0f / std::sqrt(static_cast<float>(D));
+    in.cache_len = cache_len;
+    in.q = q.data() + q_offset;
+    in.ld_q = 3 * C;
+    in.k = k.data();
+    in.v = v.data();
+  }
+  MhaProblem(const MhaProblem&) = delete;
+  MhaProblem& operator=(const MhaProblem&) = delete;
+  std::vector<float> q, k, v;
+  DecodeAttentionViews in;
+};
+
+// Latent (MLA): H = 2 heads of D = 8 over rank R = 6 latents, with P = 4
+// rotary dims per head when `rope`; W_uk then W_uv, adjacent as in the model.
+struct LatentProblem {
+  static constexpr int H = 2, D = 8, C = H * D, R = 6, P = 4;
+  LatentProblem(const Tables& t, int slots, int cache_len, bool rope)
+      : q(Random(t.M * C, 9, -2, 2)),
+        q_rope(Random(t.M * H * P, 10, -2, 2)),
+        latent(Random(static_cast<size_t>(slots) * cache_len * R, 11)),
+        k_rope(Random(static_cast<size_t>(slots) * cache_len * P, 12)),
+        w(Random(2 * C * R, 13)) {
+    in.H = H;
+    in.D = D;
+    in.R = R;
+    in.P = rope ? P : 0;
+    in.scale = 1.0f / std::sqrt(static_cast<float>(D + in.P));
+    in.cache_len = cache_len;
+    in.q = q.data();
+    in.ld_q = C;
+    in.latent = latent.data();
+    if (rope) {
+      in.q_rope = q_rope.data();
+      in.k_rope = k_rope.data();
+    }
+    in.w_uk = w.data();
+    in.w_uv = w.data() + C * R;
+  }
+  LatentProblem(const LatentProblem&) = delete;
+  LatentProblem& operator=(const LatentProblem&) = delete;
+  std::vector<float> q, q_rope, latent, k_rope, w;
+  DecodeAttentionViews in;
+};
 
 // Reference cache attention for one kind (layers/kernels.h, "Decoding"):
 // keys and values formed explicitly in double (expanded from the latents

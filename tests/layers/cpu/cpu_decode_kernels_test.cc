@@ -96,22 +96,11 @@ void ExpectWithin(const std::vector<float>& got, const testing::AttentionRef& wa
 TEST(DecodeKernelsTest, MhaAttentionOverTheSlotCacheMatchesTheReference) {
   CpuKernels k;
   const Tables t(kSegs);
-  const int H = 3, D = 8, C = H * D;
-  const int64_t ld_q = 3 * C, ld_y = C + 4;
-  const auto q = Random(t.M * ld_q, 6, -2, 2);
-  const auto kc = Random(kSlots * kL * C, 7, -2, 2), vc = Random(kSlots * kL * C, 8);
-  DecodeAttentionViews in;
-  in.H = H;
-  in.D = D;
-  in.scale = 1.0f / std::sqrt(static_cast<float>(D));
-  in.cache_len = kL;
-  in.q = q.data() + 1;
-  in.ld_q = ld_q;
-  in.k = kc.data();
-  in.v = vc.data();
+  const testing::MhaProblem p(t, kSlots, kL, /*q_offset=*/1);
+  const int64_t ld_y = p.C + 4;
   std::vector<float> y(t.M * ld_y, 0.0f);
-  k.DecodeAttention(in, t.batch(), y.data(), ld_y);
-  const auto want = testing::ReferenceAttention(in, t, false, ld_y);
+  k.DecodeAttention(p.in, t.batch(), y.data(), ld_y);
+  const auto want = testing::ReferenceAttention(p.in, t, false, ld_y);
   ExpectWithin(y, want, "y");
 }
 
@@ -119,30 +108,11 @@ TEST(DecodeKernelsTest, MhaAttentionOverTheSlotCacheMatchesTheReference) {
 void CheckLatent(bool absorbed, bool rope) {
   CpuKernels k;
   const Tables t(kSegs);
-  const int H = 2, D = 8, C = H * D, R = 6, P = 4;
-  const int64_t ld_y = C;
-  const auto q = Random(t.M * C, 9, -2, 2), q_r = Random(t.M * H * P, 10, -2, 2);
-  const auto lat = Random(kSlots * kL * R, 11), k_r = Random(kSlots * kL * P, 12);
-  const auto w = Random(2 * C * R, 13);  // W_uk then W_uv, adjacent as in the model
-  DecodeAttentionViews in;
-  in.H = H;
-  in.D = D;
-  in.R = R;
-  in.P = rope ? P : 0;
-  in.scale = 1.0f / std::sqrt(static_cast<float>(D + in.P));
-  in.cache_len = kL;
-  in.q = q.data();
-  in.ld_q = C;
-  in.latent = lat.data();
-  if (rope) {
-    in.q_rope = q_r.data();
-    in.k_rope = k_r.data();
-  }
-  in.w_uk = w.data();
-  in.w_uv = w.data() + C * R;
+  const testing::LatentProblem p(t, kSlots, kL, rope);
+  const int64_t ld_y = p.C;
   std::vector<float> y(t.M * ld_y, 0.0f);
-  k.DecodeLatentAttention(in, t.batch(), absorbed, y.data(), ld_y);
-  ExpectWithin(y, testing::ReferenceAttention(in, t, true, ld_y), absorbed ? "absorbed" : "naive");
+  k.DecodeLatentAttention(p.in, t.batch(), absorbed, y.data(), ld_y);
+  ExpectWithin(y, testing::ReferenceAttention(p.in, t, true, ld_y), absorbed ? "absorbed" : "naive");
 }
 
 TEST(DecodeKernelsTest, AbsorbedLatentAttentionMatchesTheExpandedReference) {

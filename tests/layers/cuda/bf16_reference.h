@@ -29,10 +29,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <random>
+#include <utility>
 #include <vector>
 
 #include "layers/math/bf16_math.h"
+#include "tests/layers/random_values.h"
 
 namespace mla::cuda::bf16_reference {
 
@@ -40,13 +41,7 @@ constexpr double kAccU = 0x1p-23;  // one fp32 tensor-core addition (faithful)
 constexpr double kU = 0x1p-24;     // one IEEE fp32 operation in a CUDA kernel
 constexpr double kBf16U = 0x1p-8;  // bf16 unit roundoff
 
-inline std::vector<float> Random(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using ::mla::testing::Random;
 
 inline double Bf(float x) { return math::RoundToBf16(x); }
 
@@ -186,16 +181,22 @@ inline AttentionExpectation Bf16AttentionReference(const AttentionCase& c,
           p_tol[i] = p_ref[i] * (std::expm1(2 * dmax) + eval) * (1 + 1e-6);
         }
       }
+      // Σ bf(P_gpu)·x(r0 + j) along row i of P (j = s) or along column i
+      // (j = t), over all T in order: the value and Σ|terms|.
+      auto p_sums = [&](bool row, int i, auto x) {
+        std::pair<double, double> va{0, 0};
+        for (int j = 0; j < T; ++j) {
+          const double pv = Bf(p_gpu[row ? Pidx(b, h, i, j) : Pidx(b, h, j, i)]) * x(r0 + j);
+          va.first += pv;
+          va.second += std::fabs(pv);
+        }
+        return va;
+      };
       // Y = bf(P_gpu)·bf(V): T products, one store — P taken from the GPU's
       // own probs output, so both sides round the same fp32 values.
       for (int t = 0; t < T; ++t)
         for (int d = 0; d < D; ++d) {
-          double v = 0, a = 0;
-          for (int s = 0; s < T; ++s) {
-            const double pv = Bf(p_gpu[Pidx(b, h, t, s)]) * V(r0 + s, h, d);
-            v += pv;
-            a += std::fabs(pv);
-          }
+          const auto [v, a] = p_sums(true, t, [&](int64_t r) { return V(r, h, d); });
           y_ref[(r0 + t) * C + h * D + d] = v;
           y_tol[(r0 + t) * C + h * D + d] = (T + 1) * kAccU * a;
         }
@@ -214,12 +215,7 @@ inline AttentionExpectation Bf16AttentionReference(const AttentionCase& c,
         }
       for (int s = 0; s < T; ++s)
         for (int d = 0; d < D; ++d) {
-          double v = 0, a = 0;
-          for (int t = 0; t < T; ++t) {
-            const double pv = Bf(p_gpu[Pidx(b, h, t, s)]) * DY(r0 + t, h, d);
-            v += pv;
-            a += std::fabs(pv);
-          }
+          const auto [v, a] = p_sums(false, s, [&](int64_t r) { return DY(r, h, d); });
           dv_ref[(r0 + s) * C + h * D + d] = v;
           dv_tol[(r0 + s) * C + h * D + d] = (T + 1) * kAccU * a;
         }
@@ -243,56 +239,49 @@ inline AttentionExpectation Bf16AttentionReference(const AttentionCase& c,
           spread[t * T + s] = RoundingSpread(dS[t * T + s], e);
         }
       }
+      // Σ bf(dS)·x(r0 + j) along row i of dS (j = s = 0 … i) or along column
+      // i (j = t = i … T−1), in that order: the value, Σ|terms| and Σ Δz·|x|
+      // (the rounding spread of bf(dS), above).
+      struct DsSums {
+        double v = 0, a = 0, sp = 0;
+      };
+      auto ds_sums = [&](bool row, int i, auto x) {
+        DsSums o;
+        for (int j = row ? 0 : i; j <= (row ? i : T - 1); ++j) {
+          const int k = row ? i * T + j : j * T + i;
+          const double ds = Bf(static_cast<float>(dS[k]));
+          o.v += ds * x(r0 + j);
+          o.a += std::fabs(ds * x(r0 + j));
+          o.sp += spread[k] * std::fabs(x(r0 + j));
+        }
+        return o;
+      };
       // dQ = scale·bf(dS)·bf(K), dK = scale·bf(dS)ᵀ·bf(Q): T products, alpha, store.
       for (int t = 0; t < T; ++t)
         for (int d = 0; d < D; ++d) {
-          double v = 0, a = 0, sp = 0;
-          for (int s = 0; s <= t; ++s) {
-            const double ds = Bf(static_cast<float>(dS[t * T + s]));
-            v += ds * Kk(r0 + s, h, d);
-            a += std::fabs(ds * Kk(r0 + s, h, d));
-            sp += spread[t * T + s] * std::fabs(Kk(r0 + s, h, d));
-          }
-          dq_ref[(r0 + t) * C + h * D + d] = scale * v;
-          dq_tol[(r0 + t) * C + h * D + d] = scale * ((T + 2) * kAccU * a + sp);
+          const DsSums o = ds_sums(true, t, [&](int64_t r) { return Kk(r, h, d); });
+          dq_ref[(r0 + t) * C + h * D + d] = scale * o.v;
+          dq_tol[(r0 + t) * C + h * D + d] = scale * ((T + 2) * kAccU * o.a + o.sp);
         }
       for (int s = 0; s < T; ++s)
         for (int d = 0; d < D; ++d) {
-          double v = 0, a = 0, sp = 0;
-          for (int t = s; t < T; ++t) {
-            const double ds = Bf(static_cast<float>(dS[t * T + s]));
-            v += ds * Q(r0 + t, h, d);
-            a += std::fabs(ds * Q(r0 + t, h, d));
-            sp += spread[t * T + s] * std::fabs(Q(r0 + t, h, d));
-          }
-          dk_ref[(r0 + s) * C + h * D + d] = scale * v;
-          dk_tol[(r0 + s) * C + h * D + d] = scale * ((T + 2) * kAccU * a + sp);
+          const DsSums o = ds_sums(false, s, [&](int64_t r) { return Q(r, h, d); });
+          dk_ref[(r0 + s) * C + h * D + d] = scale * o.v;
+          dk_tol[(r0 + s) * C + h * D + d] = scale * ((T + 2) * kAccU * o.a + o.sp);
         }
       // Rotary parts: dQ_r like dQ; dK_r summed over heads by a kernel
       // (H more fp32 additions, counted for each head's share).
       for (int t = 0; t < T; ++t)
         for (int d = 0; d < P; ++d) {
-          double v = 0, a = 0, sp = 0;
-          for (int s = 0; s <= t; ++s) {
-            const double ds = Bf(static_cast<float>(dS[t * T + s]));
-            v += ds * KR(r0 + s, d);
-            a += std::fabs(ds * KR(r0 + s, d));
-            sp += spread[t * T + s] * std::fabs(KR(r0 + s, d));
-          }
-          dqr_ref[((r0 + t) * H + h) * P + d] = scale * v;
-          dqr_tol[((r0 + t) * H + h) * P + d] = scale * ((T + 2) * kAccU * a + sp);
+          const DsSums o = ds_sums(true, t, [&](int64_t r) { return KR(r, d); });
+          dqr_ref[((r0 + t) * H + h) * P + d] = scale * o.v;
+          dqr_tol[((r0 + t) * H + h) * P + d] = scale * ((T + 2) * kAccU * o.a + o.sp);
         }
       for (int s = 0; s < T; ++s)
         for (int d = 0; d < P; ++d) {
-          double v = 0, a = 0, sp = 0;
-          for (int t = s; t < T; ++t) {
-            const double ds = Bf(static_cast<float>(dS[t * T + s]));
-            v += ds * QR(r0 + t, h, d);
-            a += std::fabs(ds * QR(r0 + t, h, d));
-            sp += spread[t * T + s] * std::fabs(QR(r0 + t, h, d));
-          }
-          dkr_ref[(r0 + s) * P + d] += scale * v;
-          dkr_tol[(r0 + s) * P + d] += scale * ((T + 2 + H) * kAccU * a + sp);
+          const DsSums o = ds_sums(false, s, [&](int64_t r) { return QR(r, h, d); });
+          dkr_ref[(r0 + s) * P + d] += scale * o.v;
+          dkr_tol[(r0 + s) * P + d] += scale * ((T + 2 + H) * kAccU * o.a + o.sp);
         }
     }
   }

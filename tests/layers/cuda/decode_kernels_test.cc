@@ -127,23 +127,13 @@ void ExpectParity(const std::vector<float>& gpu, const std::vector<float>& cpu,
 TEST_F(CudaDecodeTest, MhaAttentionMatchesCpu) {
   const Tables t(kSegs);
   DevTables dt(gpu_.get(), t);
-  const int H = 3, D = 8, C = H * D;
-  const auto q = Random(t.M * 3 * C, 6, -2, 2);
-  const auto kc = Random(kSlots * kL * C, 7, -2, 2), vc = Random(kSlots * kL * C, 8);
-  DecodeAttentionViews in;
-  in.H = H;
-  in.D = D;
-  in.scale = 1.0f / std::sqrt(static_cast<float>(D));
-  in.cache_len = kL;
-  in.q = q.data();
-  in.ld_q = 3 * C;
-  in.k = kc.data();
-  in.v = vc.data();
+  const mla::testing::MhaProblem p(t, kSlots, kL, /*q_offset=*/0);
+  const int C = p.C;
   std::vector<float> y(t.M * C, 0.0f);
-  cpu_.DecodeAttention(in, t.batch(), y.data(), C);
-  const auto ref = mla::testing::ReferenceAttention(in, t, false, C);
-  Dev<float> d_q(gpu_.get(), q), d_k(gpu_.get(), kc), d_v(gpu_.get(), vc), d_y(gpu_.get(), y);
-  DecodeAttentionViews g = in;
+  cpu_.DecodeAttention(p.in, t.batch(), y.data(), C);
+  const auto ref = mla::testing::ReferenceAttention(p.in, t, false, C);
+  Dev<float> d_q(gpu_.get(), p.q), d_k(gpu_.get(), p.k), d_v(gpu_.get(), p.v), d_y(gpu_.get(), y);
+  DecodeAttentionViews g = p.in;
   g.q = d_q.get();
   g.k = d_k.get();
   g.v = d_v.get();
@@ -154,32 +144,14 @@ TEST_F(CudaDecodeTest, MhaAttentionMatchesCpu) {
 void CheckLatent(CpuKernels& cpu, CudaKernels& gpu, bool absorbed, bool rope) {
   const Tables t(kSegs);
   DevTables dt(&gpu, t);
-  const int H = 2, D = 8, C = H * D, R = 6, P = 4;
-  const auto q = Random(t.M * C, 9, -2, 2), q_r = Random(t.M * H * P, 10, -2, 2);
-  const auto lat = Random(kSlots * kL * R, 11), k_r = Random(kSlots * kL * P, 12);
-  const auto w = Random(2 * C * R, 13);
-  DecodeAttentionViews in;
-  in.H = H;
-  in.D = D;
-  in.R = R;
-  in.P = rope ? P : 0;
-  in.scale = 1.0f / std::sqrt(static_cast<float>(D + in.P));
-  in.cache_len = kL;
-  in.q = q.data();
-  in.ld_q = C;
-  in.latent = lat.data();
-  if (rope) {
-    in.q_rope = q_r.data();
-    in.k_rope = k_r.data();
-  }
-  in.w_uk = w.data();
-  in.w_uv = w.data() + C * R;
+  const mla::testing::LatentProblem p(t, kSlots, kL, rope);
+  const int C = p.C, R = p.R;
   std::vector<float> y(t.M * C, 0.0f);
-  cpu.DecodeLatentAttention(in, t.batch(), absorbed, y.data(), C);
-  const auto ref = mla::testing::ReferenceAttention(in, t, true, C);
-  Dev<float> d_q(&gpu, q), d_qr(&gpu, q_r), d_lat(&gpu, lat), d_kr(&gpu, k_r), d_w(&gpu, w),
-      d_y(&gpu, y);
-  DecodeAttentionViews g = in;
+  cpu.DecodeLatentAttention(p.in, t.batch(), absorbed, y.data(), C);
+  const auto ref = mla::testing::ReferenceAttention(p.in, t, true, C);
+  Dev<float> d_q(&gpu, p.q), d_qr(&gpu, p.q_rope), d_lat(&gpu, p.latent), d_kr(&gpu, p.k_rope),
+      d_w(&gpu, p.w), d_y(&gpu, y);
+  DecodeAttentionViews g = p.in;
   g.q = d_q.get();
   g.latent = d_lat.get();
   if (rope) {

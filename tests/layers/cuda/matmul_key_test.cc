@@ -63,20 +63,33 @@ TEST(MatmulKeyTest, PointerAlignmentIsLargestPowerOfTwoUpTo256) {
   EXPECT_EQ(PointerAlignment(buffer + 128), 256);
 }
 
+// The column-major GEMM a key describes.
+struct Gemm {
+  int64_t m, n, k;
+  bool trans_a, trans_b;
+  int64_t lda, ldb, ldc;
+  bool accumulate;
+};
+
+void ExpectGemm(const MatmulKey& key, const Gemm& want) {
+  EXPECT_EQ(key.m, want.m);
+  EXPECT_EQ(key.n, want.n);
+  EXPECT_EQ(key.k, want.k);
+  EXPECT_EQ(key.trans_a, want.trans_a);
+  EXPECT_EQ(key.trans_b, want.trans_b);
+  EXPECT_EQ(key.lda, want.lda);
+  EXPECT_EQ(key.ldb, want.ldb);
+  EXPECT_EQ(key.ldc, want.ldc);
+  EXPECT_EQ(key.accumulate, want.accumulate);
+}
+
 // y[M,N] = x[M,K]·w[N,K]ᵀ is column-major yᵀ[N,M] = (wᵀ)ᵀ·xᵀ: m=N, n=M, k=K,
 // A = w read transposed with ld K, B = x with ld K, D with ld N.
 TEST(MatmulKeyTest, LinearForwardMapsToTransposedWeightGemm) {
   alignas(256) static float x[8], w[8], y[8], b[8];
   const MatmulKey k = LinearForwardKey(5, 7, 3, MatmulEpilogue::kBias, true, x, w, b + 1, y + 2);
-  EXPECT_EQ(k.m, 7);
-  EXPECT_EQ(k.n, 5);
-  EXPECT_EQ(k.k, 3);
-  EXPECT_TRUE(k.trans_a);
-  EXPECT_FALSE(k.trans_b);
-  EXPECT_EQ(k.lda, 3);
-  EXPECT_EQ(k.ldb, 3);
-  EXPECT_EQ(k.ldc, 7);
-  EXPECT_TRUE(k.accumulate);
+  ExpectGemm(k, {.m = 7, .n = 5, .k = 3, .trans_a = true, .trans_b = false, .lda = 3, .ldb = 3,
+                 .ldc = 7, .accumulate = true});
   EXPECT_EQ(k.epilogue, MatmulEpilogue::kBias);
   EXPECT_EQ(k.align_bias, 4);
   EXPECT_EQ(k.align_c, 8);
@@ -85,15 +98,8 @@ TEST(MatmulKeyTest, LinearForwardMapsToTransposedWeightGemm) {
 // dx[M,K] = dy[M,N]·w[N,K] is column-major dxᵀ[K,M] = wᵀ[K,N]·dyᵀ[N,M].
 TEST(MatmulKeyTest, LinearBackwardDataMapsToPlainGemm) {
   const MatmulKey k = LinearBackwardDataKey(5, 7, 3, false, nullptr, nullptr, nullptr);
-  EXPECT_EQ(k.m, 3);
-  EXPECT_EQ(k.n, 5);
-  EXPECT_EQ(k.k, 7);
-  EXPECT_FALSE(k.trans_a);
-  EXPECT_FALSE(k.trans_b);
-  EXPECT_EQ(k.lda, 3);
-  EXPECT_EQ(k.ldb, 7);
-  EXPECT_EQ(k.ldc, 3);
-  EXPECT_FALSE(k.accumulate);
+  ExpectGemm(k, {.m = 3, .n = 5, .k = 7, .trans_a = false, .trans_b = false, .lda = 3, .ldb = 7,
+                 .ldc = 3, .accumulate = false});
 }
 
 // dw[N,K] += dyᵀ·x is column-major dwᵀ[K,N] = xᵀ[K,M]·dy[M,N]; the GEMM's k
@@ -101,15 +107,8 @@ TEST(MatmulKeyTest, LinearBackwardDataMapsToPlainGemm) {
 TEST(MatmulKeyTest, LinearBackwardWeightAccumulatesOverRows) {
   const MatmulKey k =
       LinearBackwardWeightKey(5, 7, 3, MatmulEpilogue::kBGradB, nullptr, nullptr, nullptr, nullptr);
-  EXPECT_EQ(k.m, 3);
-  EXPECT_EQ(k.n, 7);
-  EXPECT_EQ(k.k, 5);
-  EXPECT_FALSE(k.trans_a);
-  EXPECT_TRUE(k.trans_b);
-  EXPECT_EQ(k.lda, 3);
-  EXPECT_EQ(k.ldb, 7);
-  EXPECT_EQ(k.ldc, 3);
-  EXPECT_TRUE(k.accumulate);
+  ExpectGemm(k, {.m = 3, .n = 7, .k = 5, .trans_a = false, .trans_b = true, .lda = 3, .ldb = 7,
+                 .ldc = 3, .accumulate = true});
   EXPECT_EQ(k.epilogue, MatmulEpilogue::kBGradB);
 }
 
