@@ -59,7 +59,8 @@ struct Tables {
 
 // The cache-attention problems of the decode-kernel tests: random queries
 // (in [−2, 2]) and caches for `slots` slots of `cache_len` positions, with
-// `in` pointing at them (host memory).
+// `in` pointing at them in host memory; Views() points the same call at
+// copies elsewhere (a GPU test's device arrays).
 // MHA: H = 3 heads of D = 8; the queries are columns q_offset … q_offset + C
 // of rows 3·C wide (as in the fused QKV projection's output).
 struct MhaProblem {
@@ -67,19 +68,29 @@ struct MhaProblem {
   MhaProblem(const Tables& t, int slots, int cache_len, int q_offset)
       : q(Random(t.M * 3 * C, 6, -2, 2)),
         k(Random(static_cast<size_t>(slots) * cache_len * C, 7, -2, 2)),
-        v(Random(static_cast<size_t>(slots) * cache_len * C, 8)) {
-    in.H = H;
-    in.D = D;
-    in.scale = 1.0f / std::sqrt(static_cast<float>(D));
-    in.cache_len = cache_len;
-    in.q = q.data() + q_offset;
-    in.ld_q = 3 * C;
-    in.k = k.data();
-    in.v = v.data();
-  }
+        v(Random(static_cast<size_t>(slots) * cache_len * C, 8)),
+        q_offset(q_offset),
+        cache_len(cache_len),
+        in(Views(q.data(), k.data(), v.data())) {}
   MhaProblem(const MhaProblem&) = delete;
   MhaProblem& operator=(const MhaProblem&) = delete;
+
+  DecodeAttentionViews Views(const float* q_rows, const float* k_cache,
+                             const float* v_cache) const {
+    DecodeAttentionViews views;
+    views.H = H;
+    views.D = D;
+    views.scale = 1.0f / std::sqrt(static_cast<float>(D));
+    views.cache_len = cache_len;
+    views.q = q_rows + q_offset;
+    views.ld_q = 3 * C;
+    views.k = k_cache;
+    views.v = v_cache;
+    return views;
+  }
+
   std::vector<float> q, k, v;
+  int q_offset, cache_len;
   DecodeAttentionViews in;
 };
 
@@ -92,26 +103,38 @@ struct LatentProblem {
         q_rope(Random(t.M * H * P, 10, -2, 2)),
         latent(Random(static_cast<size_t>(slots) * cache_len * R, 11)),
         k_rope(Random(static_cast<size_t>(slots) * cache_len * P, 12)),
-        w(Random(2 * C * R, 13)) {
-    in.H = H;
-    in.D = D;
-    in.R = R;
-    in.P = rope ? P : 0;
-    in.scale = 1.0f / std::sqrt(static_cast<float>(D + in.P));
-    in.cache_len = cache_len;
-    in.q = q.data();
-    in.ld_q = C;
-    in.latent = latent.data();
-    if (rope) {
-      in.q_rope = q_rope.data();
-      in.k_rope = k_rope.data();
-    }
-    in.w_uk = w.data();
-    in.w_uv = w.data() + C * R;
-  }
+        w(Random(2 * C * R, 13)),
+        cache_len(cache_len),
+        rope(rope),
+        in(Views(q.data(), q_rope.data(), latent.data(), k_rope.data(), w.data())) {}
   LatentProblem(const LatentProblem&) = delete;
   LatentProblem& operator=(const LatentProblem&) = delete;
+
+  DecodeAttentionViews Views(const float* q_rows, const float* q_rope_rows,
+                             const float* latent_cache, const float* k_rope_cache,
+                             const float* w_uk_uv) const {
+    DecodeAttentionViews views;
+    views.H = H;
+    views.D = D;
+    views.R = R;
+    views.P = rope ? P : 0;
+    views.scale = 1.0f / std::sqrt(static_cast<float>(D + views.P));
+    views.cache_len = cache_len;
+    views.q = q_rows;
+    views.ld_q = C;
+    views.latent = latent_cache;
+    if (rope) {
+      views.q_rope = q_rope_rows;
+      views.k_rope = k_rope_cache;
+    }
+    views.w_uk = w_uk_uv;
+    views.w_uv = w_uk_uv + C * R;
+    return views;
+  }
+
   std::vector<float> q, q_rope, latent, k_rope, w;
+  int cache_len;
+  bool rope;
   DecodeAttentionViews in;
 };
 

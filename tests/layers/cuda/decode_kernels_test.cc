@@ -133,10 +133,7 @@ TEST_F(CudaDecodeTest, MhaAttentionMatchesCpu) {
   cpu_.DecodeAttention(p.in, t.batch(), y.data(), C);
   const auto ref = mla::testing::ReferenceAttention(p.in, t, false, C);
   Dev<float> d_q(gpu_.get(), p.q), d_k(gpu_.get(), p.k), d_v(gpu_.get(), p.v), d_y(gpu_.get(), y);
-  DecodeAttentionViews g = p.in;
-  g.q = d_q.get();
-  g.k = d_k.get();
-  g.v = d_v.get();
+  const DecodeAttentionViews g = p.Views(d_q.get(), d_k.get(), d_v.get());
   gpu_->DecodeAttention(g, dt.batch, d_y.get(), C);
   ExpectParity(d_y.Host(), y, ref, "mha");
 }
@@ -145,21 +142,14 @@ void CheckLatent(CpuKernels& cpu, CudaKernels& gpu, bool absorbed, bool rope) {
   const Tables t(kSegs);
   DevTables dt(&gpu, t);
   const mla::testing::LatentProblem p(t, kSlots, kL, rope);
-  const int C = p.C, R = p.R;
+  const int C = p.C;
   std::vector<float> y(t.M * C, 0.0f);
   cpu.DecodeLatentAttention(p.in, t.batch(), absorbed, y.data(), C);
   const auto ref = mla::testing::ReferenceAttention(p.in, t, true, C);
   Dev<float> d_q(&gpu, p.q), d_qr(&gpu, p.q_rope), d_lat(&gpu, p.latent), d_kr(&gpu, p.k_rope),
       d_w(&gpu, p.w), d_y(&gpu, y);
-  DecodeAttentionViews g = p.in;
-  g.q = d_q.get();
-  g.latent = d_lat.get();
-  if (rope) {
-    g.q_rope = d_qr.get();
-    g.k_rope = d_kr.get();
-  }
-  g.w_uk = d_w.get();
-  g.w_uv = d_w.get() + C * R;
+  const DecodeAttentionViews g =
+      p.Views(d_q.get(), d_qr.get(), d_lat.get(), d_kr.get(), d_w.get());
   gpu.DecodeLatentAttention(g, dt.batch, absorbed, d_y.get(), C);
   ExpectParity(d_y.Host(), y, ref, absorbed ? "absorbed" : "naive");
 }
