@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
-#include <random>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -151,34 +151,35 @@ void CheckLinearBackward(CudaKernels& gpu, int64_t M, int64_t N, int64_t K) {
   gpu.LinearBackward(gx.get(), gw.get(), gdy.get(), gdx.get(), gdw.get(), gdb.get(), M, N, K,
                      true);
   std::vector<double> dx(M * K), tdx(M * K), dw(N * K), tdw(N * K), db(N), tdb(N);
+  // init + Σ_{i<n} term(i) in double, in order, and |init| + Σ|term(i)|.
+  auto accumulate = [](double init, int64_t n, auto term) {
+    double s = init, a = std::fabs(init);
+    for (int64_t i = 0; i < n; ++i) {
+      const double p = term(i);
+      s += p;
+      a += std::fabs(p);
+    }
+    return std::pair{s, a};
+  };
   for (int64_t i = 0; i < M; ++i)
     for (int64_t k = 0; k < K; ++k) {  // dx = dx0 + bf(dy)·bf(w): N products
-      double s = dx0[i * K + k], a = std::fabs(dx0[i * K + k]);
-      for (int64_t j = 0; j < N; ++j) {
-        const double p = Bf(dy[i * N + j]) * Bf(w[j * K + k]);
-        s += p;
-        a += std::fabs(p);
-      }
+      const auto [s, a] = accumulate(dx0[i * K + k], N, [&](int64_t j) {
+        return Bf(dy[i * N + j]) * Bf(w[j * K + k]);
+      });
       dx[i * K + k] = s;
       tdx[i * K + k] = (N + 2) * kAccU * a;
     }
   for (int64_t j = 0; j < N; ++j)
     for (int64_t k = 0; k < K; ++k) {  // dw = dw0 + bf(dy)ᵀ·bf(x): M products
-      double s = dw0[j * K + k], a = std::fabs(dw0[j * K + k]);
-      for (int64_t i = 0; i < M; ++i) {
-        const double p = Bf(dy[i * N + j]) * Bf(x[i * K + k]);
-        s += p;
-        a += std::fabs(p);
-      }
+      const auto [s, a] = accumulate(dw0[j * K + k], M, [&](int64_t i) {
+        return Bf(dy[i * N + j]) * Bf(x[i * K + k]);
+      });
       dw[j * K + k] = s;
       tdw[j * K + k] = (M + 2) * kAccU * a;
     }
   for (int64_t j = 0; j < N; ++j) {  // db = db0 + Σ dy, from the fp32 dy (no rounding to bf16)
-    double s = db0[j], a = std::fabs(db0[j]);
-    for (int64_t i = 0; i < M; ++i) {
-      s += dy[i * N + j];
-      a += std::fabs(dy[i * N + j]);
-    }
+    const auto [s, a] =
+        accumulate(db0[j], M, [&](int64_t i) { return static_cast<double>(dy[i * N + j]); });
     db[j] = s;
     tdb[j] = (M + 2) * kU * a;
   }
