@@ -19,7 +19,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from mla_programs import TINY_RUN, TRAIN, losses, make_corpus, train_flags, under_mpirun  # noqa: E402
+from mla_programs import (TINY_RUN, TRAIN, losses, make_corpus, train_flags,  # noqa: E402
+                          under_mpirun)
 
 TMP = tempfile.mkdtemp(prefix="mla-cuda-train-test-")
 DATA = os.path.join(TMP, "data")
