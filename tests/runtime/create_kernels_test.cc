@@ -3,7 +3,7 @@
 // with "no CUDA support" where the build has no CUDA; where it has, either
 // CUDA kernels on a visible GPU or an error naming --device=cuda that says
 // no GPU is usable when the devices cannot be counted (the GPU case is
-// exercised by the tests under tests/cuda).
+// exercised by the GPU tests under tests/layers/cuda).
 #include "runtime/create_kernels.h"
 
 #include "comm/local_communicator.h"
