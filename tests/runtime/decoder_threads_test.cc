@@ -44,17 +44,9 @@ struct Case {
 };
 
 ModelConfig Config(AttentionKind attention) {
-  ModelConfig c;
-  c.attention = attention;
-  c.vocab_size = 512;
-  c.context_length = 64;
-  c.n_layer = 2;
-  c.d_model = 128;
-  c.n_head = 4;
-  c.kv_rank = 64;
-  c.rope_dim = 16;
-  c.mlp_ratio = 4;
-  return c;
+  return testing::MakeConfig(attention, {.vocab_size = 512, .context_length = 64, .n_layer = 2,
+                                         .d_model = 128, .n_head = 4, .kv_rank = 64,
+                                         .rope_dim = 16, .mlp_ratio = 4});
 }
 
 std::unique_ptr<Decoder> MakeDecoder(GptModel& model, CpuKernels& kernels, DecodeMode mode) {
