@@ -28,7 +28,6 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -39,21 +38,19 @@
 #include "layers/math/bf16_math.h"
 #include "runtime/decoder.h"
 #include "runtime/gpt_model.h"
+#include "tests/decoder/decode_test_util.h"
+#include "tests/decoder/greedy_decode_test_util.h"
+#include "tests/decoder/simd_isa_test_util.h"
 #include "tests/model/test_util.h"
 
 namespace mla {
 namespace {
 
-constexpr double kU = 1.0 / (1 << 24);
-constexpr double kBf16Rel = 1.0 / (1 << 8);
+using testing::Argmax;
+using testing::kU;
+using testing::Random;
 
-std::vector<float> Random(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+constexpr double kBf16Rel = 1.0 / (1 << 8);
 
 std::vector<uint16_t> ToBf16(const std::vector<float>& w) {
   std::vector<uint16_t> b(w.size());
@@ -82,13 +79,7 @@ Reference Exact(const std::vector<float>& x, const std::vector<float>& w,
   return r;
 }
 
-class Bf16GemvIsaTest : public ::testing::TestWithParam<SimdIsa> {
- protected:
-  void SetUp() override {
-    if (!SimdIsaAvailable(GetParam()))
-      GTEST_SKIP() << SimdIsaName(GetParam()) << " is not available on this CPU";
-  }
-};
+using Bf16GemvIsaTest = testing::SimdIsaTest;
 
 // Tails in N and K for both vector widths, every M, with and without
 // accumulation; one shape large enough to be split across threads.
@@ -131,11 +122,8 @@ TEST_P(Bf16GemvIsaTest, MatchesRoundedAndFp32References) {
   omp_set_num_threads(saved);
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, Bf16GemvIsaTest,
-                         ::testing::Values(SimdIsa::kScalar, SimdIsa::kAvx2, SimdIsa::kAvx512),
-                         [](const ::testing::TestParamInfo<SimdIsa>& info) {
-                           return std::string(SimdIsaName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Isas, Bf16GemvIsaTest, testing::kAllSimdIsas,
+                         testing::SimdIsaParamName);
 
 // CpuKernels::LinearForward reads the bf16 copy for a weight inside the
 // registered range at any M (small-batch kernel and widened matmul alike),
@@ -181,40 +169,12 @@ struct Case {
   DecodeMode mode;
 };
 
-ModelConfig Config(AttentionKind attention) {
-  ModelConfig c;
-  c.attention = attention;
-  c.vocab_size = 512;
-  c.context_length = 64;
-  c.n_layer = 2;
-  c.d_model = 128;
-  c.n_head = 4;
-  c.kv_rank = 64;
-  c.rope_dim = 16;
-  c.mlp_ratio = 4;
-  return c;
-}
-
 constexpr int kPrompt = 5, kSteps = 40;
 constexpr float kLogitRelTol = 11 * kBf16Rel;
-
-std::unique_ptr<Decoder> MakeDecoder(GptModel& model, CpuKernels& kernels, DecodeMode mode) {
-  DecoderOptions o;
-  o.max_batch = 1;
-  o.max_rows = kPrompt;
-  o.mode = mode;
-  auto dec_or = Decoder::Create(model, &kernels, o);
-  CHECK(dec_or.ok()) << dec_or.status();
-  return std::move(*dec_or);
-}
 
 std::vector<float> Step(Decoder& dec, const DecodeSegment& seg) {
   dec.Forward({&seg, 1}, false);
   return std::vector<float>(dec.logits(), dec.logits() + dec.config().vocab_size);
-}
-
-int32_t Argmax(const std::vector<float>& l) {
-  return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
 }
 
 class Bf16GreedyTest : public ::testing::TestWithParam<Case> {};
@@ -225,15 +185,12 @@ std::unique_ptr<GptModel> MakeModel(const ModelConfig& cfg, CpuKernels& kernels)
   auto model_or = GptModel::Create(cfg, &kernels);
   CHECK(model_or.ok()) << model_or.status();
   std::unique_ptr<GptModel> model = std::move(*model_or);
-  model->InitParameters(23);
-  for (const ParamSpec& s : model->layout().params)
-    if (s.init == ParamSpec::Init::kNormal)
-      for (int64_t i = 0; i < s.numel; ++i) model->params()[s.offset + i] *= 10.0f;
+  testing::InitScaled(*model, 23);
   return model;
 }
 
 TEST_P(Bf16GreedyTest, SameContinuationAndLogitsWithinTheRoundingBound) {
-  const ModelConfig cfg = Config(GetParam().attention);
+  const ModelConfig cfg = testing::GreedyTestConfig(GetParam().attention);
   CpuKernels fp32_kernels, bf16_kernels;
   std::unique_ptr<GptModel> fp32 = MakeModel(cfg, fp32_kernels);
   std::unique_ptr<GptModel> bf16 = MakeModel(cfg, bf16_kernels);
@@ -243,8 +200,10 @@ TEST_P(Bf16GreedyTest, SameContinuationAndLogitsWithinTheRoundingBound) {
   const int V = cfg.vocab_size;
   for (uint32_t prompt_seed : {5u, 6u}) {
     SCOPED_TRACE(::testing::Message() << "prompt seed " << prompt_seed);
-    std::unique_ptr<Decoder> a_dec = MakeDecoder(*fp32, fp32_kernels, GetParam().mode);
-    std::unique_ptr<Decoder> b_dec = MakeDecoder(*bf16, bf16_kernels, GetParam().mode);
+    std::unique_ptr<Decoder> a_dec =
+        testing::MakeBatch1Decoder(*fp32, fp32_kernels, GetParam().mode, kPrompt);
+    std::unique_ptr<Decoder> b_dec =
+        testing::MakeBatch1Decoder(*bf16, bf16_kernels, GetParam().mode, kPrompt);
     const std::vector<int32_t> prompt = testing::RandomTokens(kPrompt, V, prompt_seed);
     const DecodeSegment seg{0, kPrompt, prompt.data()};
     std::vector<float> a = Step(*a_dec, seg), b = Step(*b_dec, seg);
