@@ -1,7 +1,7 @@
 #pragma once
-// Shared by the tests that decode two ways in lockstep and compare the
-// logits and greedy tokens (threaded_decode_test, bf16_decode_test): a
-// 2-layer model large enough for the threaded small-batch paths, its
+// For the tests that decode two ways in lockstep and compare the logits and
+// greedy tokens (bf16_decode_test; the 2-thread decoding test builds the same
+// model): a 2-layer model large enough for the threaded small-batch paths, its
 // random init scaled up so the logits are far from uniform, a batch-1
 // decoder and the greedy token.
 #include <algorithm>

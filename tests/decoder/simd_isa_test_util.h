@@ -1,5 +1,5 @@
 #pragma once
-// Shared by the small-batch linear tests: one test instance per SIMD path,
+// For the small-batch linear tests: one test instance per SIMD path,
 // a path this CPU lacks reported as skipped.
 //   INSTANTIATE_TEST_SUITE_P(Isas, MySuite, kAllSimdIsas, SimdIsaParamName);
 #include <string>
