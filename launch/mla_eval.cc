@@ -44,8 +44,11 @@
 #include "glog/logging.h"
 #include "base/json.h"
 #include "launch/mla_eval_metrics.h"
+#include "layers/cpu/cpu_kernels.h"
 #include "layers/cpu/memory_bandwidth.h"
 #include "layers/cpu/peak_flops.h"
+#include "layers/cpu/small_batch_linear.h"
+#include "layers/precision.h"
 #include "runtime/create_kernels.h"
 #include "runtime/data/data_loader.h"
 #include "runtime/data/tokenizer.h"
@@ -112,6 +115,12 @@ ABSL_FLAG(std::string, device, "cpu",
           "Where the model and the decoder run: cpu (oneDNN + OpenMP) or cuda (GPU r for "
           "node-local rank r under mpirun, as in training; the KV cache and every decoder buffer live there, logits come back once per "
           "step for sampling on the host).");
+ABSL_FLAG(std::string, precision, "fp32",
+          "Weights of the linear layers: fp32, or bf16 (--device=cpu only): a bf16 copy of "
+          "every weight matrix is read by the linear layers, widened to fp32 in registers with "
+          "fp32 accumulation (batches of more than 4 rows widen each matrix once per call); "
+          "embeddings, norms, biases and the KV cache stay fp32. Halves the weight bytes "
+          "decoding reads per token.");
 ABSL_FLAG(int, threads, 0,
           "OpenMP threads (0 = OMP_NUM_THREADS or all cores). On a machine shared with other "
           "jobs, 1 avoids threads spinning at barriers while another is descheduled. More than "
@@ -552,8 +561,11 @@ struct MachineRoofline {
   double sgemm_peak_gflops = 0;
 };
 
-// Weights and KV cache are stored in fp32 (mla-eval has no other precision).
-constexpr int kWeightBytesPerValue = 4, kKvBytesPerValue = 4;
+// The linear layers' weights are read at --precision (the embeddings, norms
+// and biases, read once per row, are counted at the same width); the KV cache
+// is fp32.
+constexpr int kKvBytesPerValue = 4;
+int WeightBytesPerValue() { return absl::GetFlag(FLAGS_precision) == "bf16" ? 2 : 4; }
 
 // A speed cell against the roofline: the timed steps attend to context −
 // steps + 1 … context positions, so the cache read is taken at their mean.
@@ -570,7 +582,7 @@ struct CellRoofline {
 CellRoofline RateCell(const ModelConfig& c, const SpeedCell& s, const MachineRoofline& m) {
   const double mean_context = s.context - (absl::GetFlag(FLAGS_bench_steps) - 1) / 2.0;
   CellRoofline r;
-  r.cost = ComputeDecodeCost(c, s.mode, s.batch, mean_context, kWeightBytesPerValue,
+  r.cost = ComputeDecodeCost(c, s.mode, s.batch, mean_context, WeightBytesPerValue(),
                              kKvBytesPerValue);
   r.roofline = ComputeDecodeRoofline(r.cost, m.bandwidth.gb_per_s, m.sgemm_peak_gflops);
   r.fraction = s.decode_tps / r.roofline.tokens_per_s;
@@ -820,7 +832,7 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
           ",\"llc_bytes\":", machine->bandwidth.llc_bytes,
           ",\"sgemm_peak_gflops\":", json::Number(machine->sgemm_peak_gflops),
           ",\"threads\":", machine->bandwidth.threads,
-          ",\"weight_bytes_per_value\":", kWeightBytesPerValue,
+          ",\"weight_bytes_per_value\":", WeightBytesPerValue(),
           ",\"kv_bytes_per_value\":", kKvBytesPerValue,
           ",\"bench_steps\":", absl::GetFlag(FLAGS_bench_steps), "}");
     std::string text_json = "null";
@@ -867,12 +879,24 @@ absl::Status Run(Communicator& comm) {
   if (absl::GetFlag(FLAGS_threads) > 0)
     omp_set_num_threads(CapThreads(absl::GetFlag(FLAGS_threads), "mla-eval"));
   MLA_RETURN_IF_ERROR(CheckOutputs());
+  MLA_ASSIGN_OR_RETURN(const Precision precision, ParsePrecision(absl::GetFlag(FLAGS_precision)));
+  if (precision == Precision::kBf16 && absl::GetFlag(FLAGS_device) != "cpu")
+    return absl::UnimplementedError(absl::StrCat("--precision=bf16 is not supported yet on --device=",
+                                                 absl::GetFlag(FLAGS_device), " (cpu only)"));
   // The model, the KV cache and the decoder all live in the kernels' memory;
   // rank r of a node runs on its node-local device r, as in training.
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<Kernels> owned,
                        CreateKernels(absl::GetFlag(FLAGS_device), Precision::kFp32, comm));
   Kernels* kernels = owned.get();
   MLA_ASSIGN_OR_RETURN(EvalModel m, LoadEvalModel(kernels));
+  if (precision == Precision::kBf16) {
+    auto* cpu = dynamic_cast<CpuKernels*>(kernels);
+    CHECK(cpu != nullptr) << "--device=cpu without CPU kernels";
+    cpu->UseBf16Weights(m.model->params(), m.model->num_params());
+    if (comm.rank() == 0)
+      std::fprintf(stderr, "mla-eval: bf16 weights (%.1f MiB copy of the fp32 parameters), %s kernels\n",
+                  m.model->num_params() * 2.0 / (1 << 20), SimdIsaName(BestSimdIsa()));
+  }
   if (task == "loss") return RunLoss(comm, m);
   if (comm.rank() != 0) return absl::OkStatus();  // generation runs on rank 0
   if (task == "generate") return RunGenerate(m, kernels);
@@ -891,7 +915,8 @@ int main(int argc, char** argv) {
       "  mla-eval --task=report --checkpoint=CKPT --out=report.json   (+ report.json.judge.jsonl)\n"
       "  mla-eval --task=report --random_init_config=attention=mha,n_layer=6,d_model=288,"
       "n_head=6,vocab_size=32000,context_length=256\n"
-      "  add --device=cuda to run the model, KV cache and decoder on the GPU");
+      "  add --device=cuda to run the model, KV cache and decoder on the GPU\n"
+      "  add --precision=bf16 to read bf16 weights (cpu)");
   if (absl::Status s = mla::CheckFlagfiles(argc, argv); !s.ok()) {
     std::fprintf(stderr, "mla-eval: %s\n", std::string(s.message()).c_str());
     return 1;

@@ -11,6 +11,7 @@
 
 #include "glog/logging.h"
 #include "layers/math/activation_math.h"
+#include "layers/math/bf16_math.h"
 #include "layers/cpu/sgemm.h"
 #include "layers/cpu/small_batch_linear.h"
 #include "oneapi/dnnl/dnnl.h"
@@ -70,12 +71,39 @@ float* CpuKernels::Scratch(std::vector<float>& buffer, size_t n) {
   return buffer.data();
 }
 
+void CpuKernels::UseBf16Weights(const float* params, int64_t n) {
+  CHECK_GE(n, 0);
+  bf16_base_ = params;
+  bf16_weights_.resize(n);
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) bf16_weights_[i] = math::FloatToBf16Bits(params[i]);
+}
+
+const uint16_t* CpuKernels::Bf16Weight(const float* w, int64_t numel) const {
+  if (bf16_base_ == nullptr) return nullptr;
+  const auto at = reinterpret_cast<uintptr_t>(w), base = reinterpret_cast<uintptr_t>(bf16_base_);
+  if (at < base || (at - base) % sizeof(float) != 0) return nullptr;
+  const auto offset = static_cast<int64_t>((at - base) / sizeof(float));
+  if (offset + numel > static_cast<int64_t>(bf16_weights_.size())) return nullptr;
+  return bf16_weights_.data() + offset;
+}
+
 void CpuKernels::LinearForward(const float* x, const float* w, const float* bias, float* y,
                                int64_t M, int64_t N, int64_t K, Epilogue epilogue,
                                bool accumulate) {
+  const uint16_t* w16 = Bf16Weight(w, N * K);
   if (M >= 1 && M <= kSmallBatchMaxRows && K >= 1) {
-    SmallBatchLinear(x, w, bias, y, M, N, K, epilogue, accumulate);
+    if (w16 != nullptr)
+      SmallBatchLinearBf16(x, w16, bias, y, M, N, K, epilogue, accumulate);
+    else
+      SmallBatchLinear(x, w, bias, y, M, N, K, epilogue, accumulate);
     return;
+  }
+  if (w16 != nullptr) {
+    float* wide = Scratch(bf16_widened_, static_cast<size_t>(N * K));
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < N * K; ++i) wide[i] = math::Bf16BitsToFloat(w16[i]);
+    w = wide;
   }
   MatmulShape s;
   s.M = M; s.N = N; s.K = K;

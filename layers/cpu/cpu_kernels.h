@@ -16,6 +16,7 @@
 // Owns its primitive cache and scratch buffers, which grow on first use of a
 // shape and are then reused (no allocation in a steady training step).
 // Not thread safe: one instance per issuing thread.
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -72,6 +73,17 @@ class CpuKernels final : public Kernels {
 
   OnednnMatmul& matmul() { return matmul_; }
 
+  // bf16 decode weights: keeps a bf16 copy of params[0, n) (each value
+  // rounded to nearest, ties to even). From then on every LinearForward whose
+  // weight lies inside that range reads the copy: up to kSmallBatchMaxRows
+  // rows as SmallBatchLinearBf16 (fp32 accumulation, half the weight bytes),
+  // more rows by widening the copy to fp32 once per call and running the
+  // fp32 matmul, so every batch size computes with the same rounded weights.
+  // Biases, norms and embedding lookups keep reading the fp32 parameters,
+  // which stay allocated. For inference: the copy is not refreshed when the
+  // parameters change (call again to refresh it).
+  void UseBf16Weights(const float* params, int64_t n);
+
  private:
   // cos/sin of every (position, pair) for `dims` rotary dims, at least
   // `positions` rows: [positions, dims/2] each.
@@ -97,6 +109,12 @@ class CpuKernels final : public Kernels {
   std::vector<float> rope_grad_scratch_;
   std::vector<float> transpose_scratch_;  // dwᵀ of tall weights
   std::vector<float> padded_x_, padded_dy_;  // operands re-strided for the GEMM
+  // The bf16 copy of [bf16_base_, bf16_base_ + bf16_weights_.size()), if
+  // UseBf16Weights was called; a weight inside it, widened, for M > kSmallBatchMaxRows.
+  const uint16_t* Bf16Weight(const float* w, int64_t numel) const;
+  const float* bf16_base_ = nullptr;
+  std::vector<uint16_t> bf16_weights_;
+  std::vector<float> bf16_widened_;
 
   // ---- Decoding (layers/cpu/cpu_decode_kernels.cc).
  public:

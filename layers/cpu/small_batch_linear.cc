@@ -6,6 +6,7 @@
 
 #include "glog/logging.h"
 #include "layers/math/activation_math.h"
+#include "layers/math/bf16_math.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -32,18 +33,23 @@ inline void Finish(const Output& o, int64_t m, int64_t n, float dot) {
   dst = o.epilogue == Epilogue::kBiasGelu ? math::GeluTanh(v) : v;
 }
 
-// Weight rows [n0, n1) against all M rows of x.
-using RowsFn = void (*)(const float* x, const float* w, int64_t K, int64_t n0, int64_t n1,
+// Weight rows [n0, n1) against all M rows of x; W is float or uint16_t
+// (bf16 bits, widened to float as they are loaded).
+template <typename W>
+using RowsFn = void (*)(const float* x, const W* w, int64_t K, int64_t n0, int64_t n1,
                         const Output& o);
 
-template <int M>
-void RowsScalar(const float* x, const float* w, int64_t K, int64_t n0, int64_t n1,
+inline float WeightToFloat(float w) { return w; }
+inline float WeightToFloat(uint16_t w) { return math::Bf16BitsToFloat(w); }
+
+template <int M, typename W>
+void RowsScalar(const float* x, const W* w, int64_t K, int64_t n0, int64_t n1,
                 const Output& o) {
   for (int64_t n = n0; n < n1; ++n) {
-    const float* wr = w + n * K;
+    const W* wr = w + n * K;
     float acc[M] = {};
     for (int64_t k = 0; k < K; ++k)
-      for (int m = 0; m < M; ++m) acc[m] += wr[k] * x[m * K + k];
+      for (int m = 0; m < M; ++m) acc[m] += WeightToFloat(wr[k]) * x[m * K + k];
     for (int m = 0; m < M; ++m) Finish(o, m, n, acc[m]);
   }
 }
@@ -59,9 +65,30 @@ __attribute__((target("avx512f"))) inline float HorizontalSum(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
 }
 
+// 16 weights as floats (a bf16 weight is its bits shifted into the high half).
+__attribute__((target("avx512f"))) inline __m512 LoadW512(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+__attribute__((target("avx512f"))) inline __m512 LoadW512(const uint16_t* p) {
+  // Zero-masked forms: GCC 12 warns about the unmasked ones' pass-through.
+  const __m512i wide =
+      _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, wide, 16));
+}
+__attribute__((target("avx512f"))) inline __m512 MaskedLoadW512(__mmask16 mask, const float* p) {
+  return _mm512_maskz_loadu_ps(mask, p);
+}
+// (A masked 16-bit load needs AVX512BW; the tail is copied instead.)
+__attribute__((target("avx512f"))) inline __m512 MaskedLoadW512(__mmask16 mask,
+                                                               const uint16_t* p) {
+  alignas(32) uint16_t tail[16] = {};
+  for (int i = 0; i < 16 && ((mask >> i) & 1); ++i) tail[i] = p[i];
+  return LoadW512(tail);
+}
+
 // RB weight rows × M x rows of 16-float FMAs; the K tail is a masked load.
-template <int M, int RB>
-__attribute__((target("avx512f"))) inline void BlockAvx512(const float* x, const float* w,
+template <int M, int RB, typename W>
+__attribute__((target("avx512f"))) inline void BlockAvx512(const float* x, const W* w,
                                                            int64_t K, int64_t n,
                                                            const Output& o) {
   __m512 acc[RB][M];
@@ -76,7 +103,7 @@ __attribute__((target("avx512f"))) inline void BlockAvx512(const float* x, const
     for (int m = 0; m < M; ++m) xv[m] = _mm512_loadu_ps(x + m * K + k);
 #pragma GCC unroll 8
     for (int r = 0; r < RB; ++r) {
-      const __m512 wv = _mm512_loadu_ps(w + (n + r) * K + k);
+      const __m512 wv = LoadW512(w + (n + r) * K + k);
 #pragma GCC unroll 4
       for (int m = 0; m < M; ++m) acc[r][m] = _mm512_fmadd_ps(wv, xv[m], acc[r][m]);
     }
@@ -86,7 +113,7 @@ __attribute__((target("avx512f"))) inline void BlockAvx512(const float* x, const
     __m512 xv[M];
     for (int m = 0; m < M; ++m) xv[m] = _mm512_maskz_loadu_ps(mask, x + m * K + k);
     for (int r = 0; r < RB; ++r) {
-      const __m512 wv = _mm512_maskz_loadu_ps(mask, w + (n + r) * K + k);
+      const __m512 wv = MaskedLoadW512(mask, w + (n + r) * K + k);
       for (int m = 0; m < M; ++m) acc[r][m] = _mm512_fmadd_ps(wv, xv[m], acc[r][m]);
     }
   }
@@ -94,8 +121,8 @@ __attribute__((target("avx512f"))) inline void BlockAvx512(const float* x, const
     for (int m = 0; m < M; ++m) Finish(o, m, n + r, HorizontalSum(acc[r][m]));
 }
 
-template <int M>
-__attribute__((target("avx512f"))) void RowsAvx512(const float* x, const float* w, int64_t K,
+template <int M, typename W>
+__attribute__((target("avx512f"))) void RowsAvx512(const float* x, const W* w, int64_t K,
                                                    int64_t n0, int64_t n1, const Output& o) {
   constexpr int RB = M <= 2 ? 4 : 2;
   int64_t n = n0;
@@ -109,9 +136,17 @@ __attribute__((target("avx2,fma"))) inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
 }
 
+__attribute__((target("avx2,fma"))) inline __m256 LoadW256(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+__attribute__((target("avx2,fma"))) inline __m256 LoadW256(const uint16_t* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
 // RB weight rows × M x rows of 8-float FMAs; the K tail is scalar.
-template <int M, int RB>
-__attribute__((target("avx2,fma"))) inline void BlockAvx2(const float* x, const float* w,
+template <int M, int RB, typename W>
+__attribute__((target("avx2,fma"))) inline void BlockAvx2(const float* x, const W* w,
                                                           int64_t K, int64_t n,
                                                           const Output& o) {
   __m256 acc[RB][M];
@@ -126,7 +161,7 @@ __attribute__((target("avx2,fma"))) inline void BlockAvx2(const float* x, const 
     for (int m = 0; m < M; ++m) xv[m] = _mm256_loadu_ps(x + m * K + k);
 #pragma GCC unroll 8
     for (int r = 0; r < RB; ++r) {
-      const __m256 wv = _mm256_loadu_ps(w + (n + r) * K + k);
+      const __m256 wv = LoadW256(w + (n + r) * K + k);
 #pragma GCC unroll 4
       for (int m = 0; m < M; ++m) acc[r][m] = _mm256_fmadd_ps(wv, xv[m], acc[r][m]);
     }
@@ -134,14 +169,14 @@ __attribute__((target("avx2,fma"))) inline void BlockAvx2(const float* x, const 
   for (int r = 0; r < RB; ++r) {
     for (int m = 0; m < M; ++m) {
       float tail = 0.0f;
-      for (int64_t j = k; j < K; ++j) tail += w[(n + r) * K + j] * x[m * K + j];
+      for (int64_t j = k; j < K; ++j) tail += WeightToFloat(w[(n + r) * K + j]) * x[m * K + j];
       Finish(o, m, n + r, HorizontalSum(acc[r][m]) + tail);
     }
   }
 }
 
-template <int M>
-__attribute__((target("avx2,fma"))) void RowsAvx2(const float* x, const float* w, int64_t K,
+template <int M, typename W>
+__attribute__((target("avx2,fma"))) void RowsAvx2(const float* x, const W* w, int64_t K,
                                                   int64_t n0, int64_t n1, const Output& o) {
   constexpr int RB = M <= 2 ? 4 : 2;
   int64_t n = n0;
@@ -150,13 +185,15 @@ __attribute__((target("avx2,fma"))) void RowsAvx2(const float* x, const float* w
 }
 #endif
 
-RowsFn Pick(SimdIsa isa, int64_t M) {
-  static constexpr RowsFn kScalar[] = {RowsScalar<1>, RowsScalar<2>, RowsScalar<3>,
-                                       RowsScalar<4>};
+template <typename W>
+RowsFn<W> Pick(SimdIsa isa, int64_t M) {
+  static constexpr RowsFn<W> kScalar[] = {RowsScalar<1, W>, RowsScalar<2, W>, RowsScalar<3, W>,
+                                          RowsScalar<4, W>};
 #if MLA_X86
-  static constexpr RowsFn kAvx2[] = {RowsAvx2<1>, RowsAvx2<2>, RowsAvx2<3>, RowsAvx2<4>};
-  static constexpr RowsFn kAvx512[] = {RowsAvx512<1>, RowsAvx512<2>, RowsAvx512<3>,
-                                       RowsAvx512<4>};
+  static constexpr RowsFn<W> kAvx2[] = {RowsAvx2<1, W>, RowsAvx2<2, W>, RowsAvx2<3, W>,
+                                        RowsAvx2<4, W>};
+  static constexpr RowsFn<W> kAvx512[] = {RowsAvx512<1, W>, RowsAvx512<2, W>, RowsAvx512<3, W>,
+                                          RowsAvx512<4, W>};
   if (isa == SimdIsa::kAvx512) return kAvx512[M - 1];
   if (isa == SimdIsa::kAvx2) return kAvx2[M - 1];
 #endif
@@ -198,16 +235,19 @@ const char* SimdIsaName(SimdIsa isa) {
   }
 }
 
-void SmallBatchLinear(const float* x, const float* w, const float* bias, float* y, int64_t M,
-                      int64_t N, int64_t K, Epilogue epilogue, bool accumulate, SimdIsa isa) {
+namespace {
+
+template <typename W>
+void Run(const float* x, const W* w, const float* bias, float* y, int64_t M, int64_t N,
+         int64_t K, Epilogue epilogue, bool accumulate, SimdIsa isa) {
   CHECK(M >= 1 && M <= kSmallBatchMaxRows) << "SmallBatchLinear: M = " << M;
   CHECK_GE(K, 1);
   CHECK(epilogue == Epilogue::kNone || bias != nullptr) << "bias epilogue without a bias";
   CHECK(!(accumulate && epilogue == Epilogue::kBiasGelu)) << "GELU with accumulate";
   CHECK(SimdIsaAvailable(isa)) << SimdIsaName(isa) << " is not available on this CPU";
-  const RowsFn rows = Pick(isa, M);
+  const RowsFn<W> rows = Pick<W>(isa, M);
   const Output out{y, bias, N, epilogue, accumulate};
-  const bool threaded = N * K * static_cast<int64_t>(sizeof(float)) >= kSmallBatchThreadMinBytes &&
+  const bool threaded = N * K * static_cast<int64_t>(sizeof(W)) >= kSmallBatchThreadMinBytes &&
                         omp_get_max_threads() > 1 && !omp_in_parallel();
   if (!threaded) {
     rows(x, w, K, 0, N, out);
@@ -222,6 +262,19 @@ void SmallBatchLinear(const float* x, const float* w, const float* bias, float* 
     const int64_t n1 = std::min(N, blocks * (t + 1) / T * 16);
     if (n1 > n0) rows(x, w, K, n0, n1, out);
   }
+}
+
+}  // namespace
+
+void SmallBatchLinear(const float* x, const float* w, const float* bias, float* y, int64_t M,
+                      int64_t N, int64_t K, Epilogue epilogue, bool accumulate, SimdIsa isa) {
+  Run(x, w, bias, y, M, N, K, epilogue, accumulate, isa);
+}
+
+void SmallBatchLinearBf16(const float* x, const uint16_t* w, const float* bias, float* y,
+                          int64_t M, int64_t N, int64_t K, Epilogue epilogue, bool accumulate,
+                          SimdIsa isa) {
+  Run(x, w, bias, y, M, N, K, epilogue, accumulate, isa);
 }
 
 }  // namespace mla

@@ -6,6 +6,12 @@
 // a GEMM library tuned for large M streams the weight no better while paying
 // per-call dispatch and threading costs.
 //
+// SmallBatchLinearBf16 is the same product with the weight stored as bf16
+// bits (half the bytes to read): each weight is widened to float in registers
+// (its 16 bits shifted into the high half, exact) and the products accumulate
+// in fp32 against the fp32 x. (AVX512_BF16's dot-product instruction would
+// also round x to bf16; this path rounds only the weight.)
+//
 // The inner products run as AVX-512 or AVX2 FMA where the CPU has them
 // (chosen at run time from cpuid, so a binary built for an older -march
 // still runs), else as a portable scalar loop.
@@ -40,6 +46,16 @@ inline void SmallBatchLinear(const float* x, const float* w, const float* bias, 
                              int64_t M, int64_t N, int64_t K, Epilogue epilogue,
                              bool accumulate) {
   SmallBatchLinear(x, w, bias, y, M, N, K, epilogue, accumulate, BestSimdIsa());
+}
+
+// w: N·K bf16 bits (layers/math/bf16_math.h); otherwise as SmallBatchLinear.
+void SmallBatchLinearBf16(const float* x, const uint16_t* w, const float* bias, float* y,
+                          int64_t M, int64_t N, int64_t K, Epilogue epilogue, bool accumulate,
+                          SimdIsa isa);
+inline void SmallBatchLinearBf16(const float* x, const uint16_t* w, const float* bias, float* y,
+                                 int64_t M, int64_t N, int64_t K, Epilogue epilogue,
+                                 bool accumulate) {
+  SmallBatchLinearBf16(x, w, bias, y, M, N, K, epilogue, accumulate, BestSimdIsa());
 }
 
 }  // namespace mla
