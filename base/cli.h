@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
@@ -37,6 +38,22 @@ inline void SetCommandLineUsage(absl::string_view usage) {
   };
   config.contains_helpshort_flags = config.contains_help_flags;
   absl::SetFlagsUsageConfig(config);
+}
+
+// SetCommandLineUsage(usage), then Abseil's parse of the command line (which
+// answers --help); for programs that read no positional arguments.
+inline void ParseCommandLineWithUsage(int argc, char** argv, absl::string_view usage) {
+  SetCommandLineUsage(usage);
+  absl::ParseCommandLine(argc, argv);
+}
+
+// A program's exit status for the outcome of its work: 0, or 1 after
+// "program: message" on stderr.
+inline int ExitStatus(absl::string_view program, const absl::Status& status) {
+  if (status.ok()) return 0;
+  std::fprintf(stderr, "%.*s: %.*s\n", static_cast<int>(program.size()), program.data(),
+               static_cast<int>(status.message().size()), status.message().data());
+  return 1;
 }
 
 namespace cli_internal {

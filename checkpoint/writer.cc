@@ -59,6 +59,9 @@ class Fnv {
   }
   template <typename T>
   void Add(const T& v) requires std::is_arithmetic_v<T> { Add(&v, sizeof(v)); }
+  // Add(value) for each value in turn.
+  template <typename... Ts>
+  void AddAll(const Ts&... values) { (Add(values), ...); }
   uint64_t value() const { return h_; }
 
  private:
@@ -67,27 +70,16 @@ class Fnv {
 
 uint64_t HashOfShared(const CheckpointState& s) {
   Fnv f;
-  f.Add(s.header.step);
-  f.Add(s.header.tokens_seen);
-  f.Add(s.header.zero_stage);
-  for (const ConfigEntry& e : s.config) {
-    f.Add(e.key);
-    f.Add(e.value.index());
-    f.Add(ConfigValueToString(e.value));
-  }
+  f.AddAll(s.header.step, s.header.tokens_seen, s.header.zero_stage);
+  for (const ConfigEntry& e : s.config)
+    f.AddAll(e.key, e.value.index(), ConfigValueToString(e.value));
   for (const TensorSpec& t : s.layout) {
-    f.Add(t.name);
-    f.Add(t.offset);
+    f.AddAll(t.name, t.offset);
     for (int64_t d : t.shape) f.Add(d);
   }
-  f.Add(s.adamw.step);
-  f.Add(s.adamw.beta1);
-  f.Add(s.adamw.beta2);
-  f.Add(s.adamw.eps);
-  f.Add(s.adamw.weight_decay);
+  f.AddAll(s.adamw.step, s.adamw.beta1, s.adamw.beta2, s.adamw.eps, s.adamw.weight_decay);
   for (const StateArray& a : s.state) {
-    f.Add(a.name);
-    f.Add(a.values.size());
+    f.AddAll(a.name, a.values.size());
     f.Add(a.values.data(), a.values.size() * sizeof(int64_t));
   }
   f.Add(absl::string_view(s.tokenizer_model));

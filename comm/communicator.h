@@ -86,6 +86,17 @@ class CommRequest {
   float scale_ = 1.0f;
 };
 
+// The collectives every Communicator implementation defines, declared once
+// for all of them: use inside the implementation's public section.
+#define MLA_COMMUNICATOR_COLLECTIVES                                                        \
+  absl::Status AllReduce(absl::Span<float> data, ReduceOp op) override;                     \
+  absl::Status AllReduce(absl::Span<double> data, ReduceOp op) override;                    \
+  absl::Status AllReduce(absl::Span<int64_t> data, ReduceOp op) override;                   \
+  absl::StatusOr<CommRequest> StartAllReduce(absl::Span<float> data, ReduceOp op) override; \
+  absl::Status ReduceScatter(absl::Span<float> data, ReduceOp op) override;                 \
+  absl::Status AllGather(absl::Span<float> data) override;                                  \
+  absl::Status Broadcast(absl::Span<uint8_t> data, int root) override
+
 class Communicator {
  public:
   virtual ~Communicator() = default;

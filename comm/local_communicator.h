@@ -20,13 +20,7 @@ class LocalCommunicator final : public Communicator {
   int local_rank() const override { return 0; }
   int local_size() const override { return 1; }
 
-  absl::Status AllReduce(absl::Span<float> data, ReduceOp op) override;
-  absl::Status AllReduce(absl::Span<double> data, ReduceOp op) override;
-  absl::Status AllReduce(absl::Span<int64_t> data, ReduceOp op) override;
-  absl::StatusOr<CommRequest> StartAllReduce(absl::Span<float> data, ReduceOp op) override;
-  absl::Status ReduceScatter(absl::Span<float> data, ReduceOp op) override;
-  absl::Status AllGather(absl::Span<float> data) override;
-  absl::Status Broadcast(absl::Span<uint8_t> data, int root) override;
+  MLA_COMMUNICATOR_COLLECTIVES;
   absl::Status Barrier() override { return absl::OkStatus(); }
 
  protected:

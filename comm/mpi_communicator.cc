@@ -224,27 +224,26 @@ void MpiCommunicator::AbortNamingSilentRanks(absl::string_view call, double wait
                       std::string(call), waited, timeout_s_, who)));
 }
 
-absl::Status MpiCommunicator::AllReduce(absl::Span<float> data, ReduceOp op) {
-  if (data.empty()) return absl::OkStatus();
-  MLA_ASSIGN_OR_RETURN(int n, MpiCount(data.size(), "MPI_Allreduce(float)"));
+absl::Status MpiCommunicator::AllReduceInPlace(void* data, size_t count, MPI_Datatype type,
+                                               absl::string_view type_name, ReduceOp op) {
+  if (count == 0) return absl::OkStatus();
+  MLA_ASSIGN_OR_RETURN(int n, MpiCount(count, absl::StrCat("MPI_Allreduce(", type_name, ")")));
   MLA_ASSIGN_OR_RETURN(MPI_Op mpi_op, ToMpiOp(op));
+  const std::string call = absl::StrCat("MPI_Iallreduce(", type_name, ")");
   MPI_Request r = MPI_REQUEST_NULL;
-  MLA_RETURN_IF_ERROR(MpiCall(MPI_Iallreduce(MPI_IN_PLACE, data.data(), n, MPI_FLOAT, mpi_op, comm_, &r),
-                              "MPI_Iallreduce(float)"));
-  MLA_RETURN_IF_ERROR(Complete(&r, "MPI_Iallreduce(float)"));
+  MLA_RETURN_IF_ERROR(
+      MpiCall(MPI_Iallreduce(MPI_IN_PLACE, data, n, type, mpi_op, comm_, &r), call));
+  return Complete(&r, call);
+}
+
+absl::Status MpiCommunicator::AllReduce(absl::Span<float> data, ReduceOp op) {
+  MLA_RETURN_IF_ERROR(AllReduceInPlace(data.data(), data.size(), MPI_FLOAT, "float", op));
   if (op == ReduceOp::kAverage) ScaleInPlace(data, 1.0f / static_cast<float>(size_));
   return absl::OkStatus();
 }
 
 absl::Status MpiCommunicator::AllReduce(absl::Span<double> data, ReduceOp op) {
-  if (data.empty()) return absl::OkStatus();
-  MLA_ASSIGN_OR_RETURN(int n, MpiCount(data.size(), "MPI_Allreduce(double)"));
-  MLA_ASSIGN_OR_RETURN(MPI_Op mpi_op, ToMpiOp(op));
-  MPI_Request r = MPI_REQUEST_NULL;
-  MLA_RETURN_IF_ERROR(MpiCall(
-      MPI_Iallreduce(MPI_IN_PLACE, data.data(), n, MPI_DOUBLE, mpi_op, comm_, &r),
-      "MPI_Iallreduce(double)"));
-  MLA_RETURN_IF_ERROR(Complete(&r, "MPI_Iallreduce(double)"));
+  MLA_RETURN_IF_ERROR(AllReduceInPlace(data.data(), data.size(), MPI_DOUBLE, "double", op));
   if (op == ReduceOp::kAverage)
     for (double& x : data) x *= 1.0 / size_;
   return absl::OkStatus();
@@ -253,14 +252,7 @@ absl::Status MpiCommunicator::AllReduce(absl::Span<double> data, ReduceOp op) {
 absl::Status MpiCommunicator::AllReduce(absl::Span<int64_t> data, ReduceOp op) {
   if (op == ReduceOp::kAverage)
     return absl::InvalidArgumentError("AllReduce: kAverage is not defined for int64");
-  if (data.empty()) return absl::OkStatus();
-  MLA_ASSIGN_OR_RETURN(int n, MpiCount(data.size(), "MPI_Allreduce(int64)"));
-  MLA_ASSIGN_OR_RETURN(MPI_Op mpi_op, ToMpiOp(op));
-  MPI_Request r = MPI_REQUEST_NULL;
-  MLA_RETURN_IF_ERROR(MpiCall(
-      MPI_Iallreduce(MPI_IN_PLACE, data.data(), n, MPI_INT64_T, mpi_op, comm_, &r),
-      "MPI_Iallreduce(int64)"));
-  return Complete(&r, "MPI_Iallreduce(int64)");
+  return AllReduceInPlace(data.data(), data.size(), MPI_INT64_T, "int64", op);
 }
 
 absl::StatusOr<CommRequest> MpiCommunicator::StartAllReduce(absl::Span<float> data, ReduceOp op) {

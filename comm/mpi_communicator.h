@@ -74,13 +74,7 @@ class MpiCommunicator final : public Communicator {
   int local_rank() const override { return local_rank_; }
   int local_size() const override { return local_size_; }
 
-  absl::Status AllReduce(absl::Span<float> data, ReduceOp op) override;
-  absl::Status AllReduce(absl::Span<double> data, ReduceOp op) override;
-  absl::Status AllReduce(absl::Span<int64_t> data, ReduceOp op) override;
-  absl::StatusOr<CommRequest> StartAllReduce(absl::Span<float> data, ReduceOp op) override;
-  absl::Status ReduceScatter(absl::Span<float> data, ReduceOp op) override;
-  absl::Status AllGather(absl::Span<float> data) override;
-  absl::Status Broadcast(absl::Span<uint8_t> data, int root) override;
+  MLA_COMMUNICATOR_COLLECTIVES;
   absl::Status Barrier() override;
 
   MPI_Comm comm() const { return comm_; }
@@ -96,6 +90,11 @@ class MpiCommunicator final : public Communicator {
   absl::Status ComputeShardCounts(int64_t total);
   // Completes a started collective `call`, within the timeout.
   absl::Status Complete(MPI_Request* request, absl::string_view call);
+  // The in-place all-reduce of `count` elements of `type` at `data` with
+  // `op`'s MPI operation (a kAverage is left summed: the caller scales);
+  // `type_name` names the type in messages.
+  absl::Status AllReduceInPlace(void* data, size_t count, MPI_Datatype type,
+                                absl::string_view type_name, ReduceOp op);
   // Called after `waited` seconds without progress: the waiting ranks tell
   // each other they are alive on probe_comm_; the rest are named and the job
   // ends.

@@ -50,13 +50,7 @@ class NcclCommunicator final : public Communicator {
   int local_size() const override { return host_.local_size(); }
   int device() const { return device_; }
 
-  absl::Status AllReduce(absl::Span<float> data, ReduceOp op) override;
-  absl::Status AllReduce(absl::Span<double> data, ReduceOp op) override;
-  absl::Status AllReduce(absl::Span<int64_t> data, ReduceOp op) override;
-  absl::StatusOr<CommRequest> StartAllReduce(absl::Span<float> data, ReduceOp op) override;
-  absl::Status ReduceScatter(absl::Span<float> data, ReduceOp op) override;
-  absl::Status AllGather(absl::Span<float> data) override;
-  absl::Status Broadcast(absl::Span<uint8_t> data, int root) override;
+  MLA_COMMUNICATOR_COLLECTIVES;
   absl::Status Barrier() override;
 
  protected:

@@ -16,7 +16,6 @@
 
 #include "base/cli.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -166,14 +165,9 @@ absl::Status Run() {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  mla::SetCommandLineUsage(
+  mla::ParseCommandLineWithUsage(
+      argc, argv,
       "Measures all-reduce bandwidth (1..128 MiB float buffers, or --sizes_mib), the bucketed gradient\n"
       "all-reduce and AdamW step throughput. Usage: mpirun -np 2 mla-bench-comm [flags]");
-  absl::ParseCommandLine(argc, argv);
-  absl::Status status = mla::Run();
-  if (!status.ok()) {
-    std::fprintf(stderr, "mla-bench-comm: %s\n", status.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return mla::ExitStatus("mla-bench-comm", mla::Run());
 }

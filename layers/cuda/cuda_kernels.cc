@@ -233,20 +233,13 @@ void CudaKernels::RowGemm(MatmulType type, bool ta, bool tb, int64_t M, int64_t 
   const int bytes = MatmulTypeBytes(type);
   // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ with the
   // same transpose flags: swap the operands.
-  MatmulKey key;
-  key.m = N;
-  key.n = M;
-  key.k = K;
+  MatmulKey key = GemmShapeKey(N, M, K, ldb, lda, ldc, accumulate);
   key.trans_a = tb;
   key.trans_b = ta;
-  key.lda = ldb;
-  key.ldb = lda;
-  key.ldc = ldc;
   key.batch = batch;
   key.stride_a = stride_b;
   key.stride_b = stride_a;
   key.stride_c = stride_c;
-  key.accumulate = accumulate;
   key.type = type;
   key.align_a = BatchAlignment(B, stride_b, bytes, batch);
   key.align_b = BatchAlignment(A, stride_a, bytes, batch);

@@ -14,60 +14,46 @@ int PointerAlignment(const void* p) {
   return alignment;
 }
 
-MatmulKey LinearForwardKey(int64_t M, int64_t N, int64_t K, MatmulEpilogue epilogue,
-                           bool accumulate, const void* x, const void* w, const void* bias,
-                           const void* y) {
-  MatmulKey key;
-  key.m = N;
-  key.n = M;
-  key.k = K;
-  key.trans_a = true;  // w is stored as column-major wᵀ[K,N]
-  key.lda = K;
-  key.ldb = K;
-  key.ldc = N;
-  key.epilogue = epilogue;
-  key.accumulate = accumulate;
-  key.align_a = PointerAlignment(w);
-  key.align_b = PointerAlignment(x);
-  key.align_c = PointerAlignment(y);
+MatmulKey GemmShapeKey(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
+                       bool accumulate) {
+  return MatmulKey{.m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
+                   .accumulate = accumulate};
+}
+
+namespace {
+
+// `key` with the alignments of its operands A, B, D and the bias.
+MatmulKey Aligned(MatmulKey key, const void* a, const void* b, const void* c, const void* bias) {
+  key.align_a = PointerAlignment(a);
+  key.align_b = PointerAlignment(b);
+  key.align_c = PointerAlignment(c);
   key.align_bias = PointerAlignment(bias);
   return key;
 }
 
+}  // namespace
+
+MatmulKey LinearForwardKey(int64_t M, int64_t N, int64_t K, MatmulEpilogue epilogue,
+                           bool accumulate, const void* x, const void* w, const void* bias,
+                           const void* y) {
+  MatmulKey key = GemmShapeKey(N, M, K, K, K, N, accumulate);
+  key.trans_a = true;  // w is stored as column-major wᵀ[K,N]
+  key.epilogue = epilogue;
+  return Aligned(key, w, x, y, bias);
+}
+
 MatmulKey LinearBackwardDataKey(int64_t M, int64_t N, int64_t K, bool accumulate, const void* dy,
                                 const void* w, const void* dx) {
-  MatmulKey key;
-  key.m = K;
-  key.n = M;
-  key.k = N;
-  key.lda = K;
-  key.ldb = N;
-  key.ldc = K;
-  key.accumulate = accumulate;
-  key.align_a = PointerAlignment(w);
-  key.align_b = PointerAlignment(dy);
-  key.align_c = PointerAlignment(dx);
-  return key;
+  return Aligned(GemmShapeKey(K, M, N, K, N, K, accumulate), w, dy, dx, nullptr);
 }
 
 MatmulKey LinearBackwardWeightKey(int64_t M, int64_t N, int64_t K, MatmulEpilogue epilogue,
                                   const void* x, const void* dy, const void* dw,
                                   const void* dbias) {
-  MatmulKey key;
-  key.m = K;
-  key.n = N;
-  key.k = M;
+  MatmulKey key = GemmShapeKey(K, N, M, K, N, K, /*accumulate=*/true);
   key.trans_b = true;  // dy is stored as column-major dyᵀ[N,M]
-  key.lda = K;
-  key.ldb = N;
-  key.ldc = K;
   key.epilogue = epilogue;
-  key.accumulate = true;
-  key.align_a = PointerAlignment(x);
-  key.align_b = PointerAlignment(dy);
-  key.align_c = PointerAlignment(dw);
-  key.align_bias = PointerAlignment(dbias);
-  return key;
+  return Aligned(key, x, dy, dw, dbias);
 }
 
 const char* MatmulEpilogueName(MatmulEpilogue epilogue) {

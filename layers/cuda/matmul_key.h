@@ -61,6 +61,12 @@ struct MatmulKey {
 // Largest power of two ≤ 256 that divides the address (0 for null).
 int PointerAlignment(const void* p);
 
+// The fields every GEMM's key sets: the column-major shape D[m,n] =
+// op(A)[m,k]·op(B)[k,n], the leading dimensions and beta (1 if `accumulate`);
+// the rest keep their defaults.
+MatmulKey GemmShapeKey(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
+                       bool accumulate);
+
 // The Linear keys below describe fp32 operands (type kF32); the bf16 path sets
 // `type` to kBF16 and passes its bfloat16 operand pointers for the alignments.
 //

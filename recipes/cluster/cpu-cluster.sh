@@ -50,15 +50,7 @@ MPI_FLAGS+=($MPI_ARGS)
 if [ "$(id -u)" -eq 0 ] && [[ " ${MPI_FLAGS[*]} " != *" --allow-run-as-root "* ]]; then
   MPI_FLAGS+=(--allow-run-as-root)
 fi
-CMD=(mpirun "${MPI_FLAGS[@]}" -np "$WORLD" -x OMP_NUM_THREADS="$THREADS" -x OMP_PROC_BIND=close
-     "$BIN" "--flagfile=$RECIPE" "--train_data=$DATA_DIR/train.bin" "--val_data=$DATA_DIR/val.bin"
-     "--tokenizer=$DATA_DIR/tokenizer.model" "--out_dir=$RUN_DIR" "--resume=auto"
-     "--device=cpu" "--micro_batch=$MICRO_BATCH" "--threads=$THREADS" "$@")
-
-if [ -n "${DRY_RUN:-}" ]; then
-  echo "world=$WORLD"
-  echo "command: ${CMD[*]@Q}"
-  exit 0
-fi
-mkdir -p "$RUN_DIR"
-exec "${CMD[@]}"
+# shellcheck source=recipes/cluster/mpirun-train.sh
+. recipes/cluster/mpirun-train.sh
+mpirun_train -x OMP_PROC_BIND=close -- \
+  "--device=cpu" "--micro_batch=$MICRO_BATCH" "--threads=$THREADS" "$@"

@@ -34,15 +34,7 @@ export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
 
 MPI_FLAGS=(--bind-to none --mca odls_base_sigkill_timeout 110)
 if [ "$(id -u)" -eq 0 ]; then MPI_FLAGS+=(--allow-run-as-root); fi
-CMD=(mpirun "${MPI_FLAGS[@]}" -np "$WORLD" -x OMP_NUM_THREADS="$THREADS" -x NCCL_DEBUG
-     "$BIN" "--flagfile=$RECIPE" "--train_data=$DATA_DIR/train.bin" "--val_data=$DATA_DIR/val.bin"
-     "--tokenizer=$DATA_DIR/tokenizer.model" "--out_dir=$RUN_DIR" "--resume=auto"
-     "--device=$DEVICE" "--micro_batch=$MICRO_BATCH" "--threads=$THREADS" "$@")
-
-if [ -n "${DRY_RUN:-}" ]; then
-  echo "world=$WORLD"
-  echo "command: ${CMD[*]@Q}"
-  exit 0
-fi
-mkdir -p "$RUN_DIR"
-exec "${CMD[@]}"
+# shellcheck source=recipes/cluster/mpirun-train.sh
+. recipes/cluster/mpirun-train.sh
+mpirun_train -x NCCL_DEBUG -- \
+  "--device=$DEVICE" "--micro_batch=$MICRO_BATCH" "--threads=$THREADS" "$@"

@@ -82,6 +82,14 @@ inline void SetSlices(CheckpointState& s, const Buffers& b, FlatRange params, Fl
   s.adam_v = {moments.lo, absl::MakeConstSpan(b.v).subspan(moments.lo, moments.size())};
 }
 
+// MakeState(layout, step) with SetSlices(s, b, params, moments).
+inline CheckpointState MakeState(const std::vector<TensorSpec>& layout, int64_t step,
+                                 const Buffers& b, FlatRange params, FlatRange moments) {
+  CheckpointState s = MakeState(layout, step);
+  SetSlices(s, b, params, moments);
+  return s;
+}
+
 // SaveCheckpoint over `comm` into `dir` with the other options at their
 // defaults: the written file's path, or the writer's error.
 inline absl::StatusOr<std::string> SaveInto(MPI_Comm comm, const CheckpointState& s,
@@ -96,9 +104,8 @@ inline absl::StatusOr<std::string> SaveInto(MPI_Comm comm, const CheckpointState
 inline absl::StatusOr<std::string> SaveWholeSmall(const std::string& dir, const Buffers& b,
                                                   int64_t step) {
   const auto layout = SmallLayout();
-  CheckpointState s = MakeState(layout, step);
-  SetSlices(s, b, {0, Total(layout)}, {0, Total(layout)});
-  return SaveInto(MPI_COMM_SELF, s, dir);
+  return SaveInto(MPI_COMM_SELF, MakeState(layout, step, b, {0, Total(layout)}, {0, Total(layout)}),
+                  dir);
 }
 
 // A new empty directory, the same on every rank of `comm`.

@@ -18,7 +18,6 @@ namespace {
 
 using testing::Buffers;
 using testing::MakeState;
-using testing::SetSlices;
 using testing::SmallLayout;
 using testing::Total;
 
@@ -27,6 +26,9 @@ int Rank() {
   MPI_Comm_rank(MPI_COMM_WORLD, &r);
   return r;
 }
+
+// This rank's half of `total` elements.
+FlatRange HalfShard(int64_t total) { return EvenShard(total, Rank(), 2); }
 
 // Unequal shards: rank 0 ends inside row 3 of blocks.0.attn.w_dkv.
 FlatRange UnequalShard(int64_t total, int rank) {
@@ -62,8 +64,7 @@ TEST_F(TwoRankTest, UnequalZeroShardsFromTwoRanksReadBackAtWorldSizeOne) {
   const auto layout = SmallLayout();
   const int64_t total = Total(layout);
   const Buffers b(total);
-  CheckpointState s = MakeState(layout, 7);
-  SetSlices(s, b, EvenShard(total, Rank(), 2), UnequalShard(total, Rank()));
+  CheckpointState s = MakeState(layout, 7, b, HalfShard(total), UnequalShard(total, Rank()));
   absl::StatusOr<std::string> path = testing::SaveInto(MPI_COMM_WORLD, s, dir_);
   ASSERT_TRUE(path.ok()) << path.status();
   // Every rank reads the whole file alone, as a one-rank job would.
@@ -79,8 +80,7 @@ TEST_F(TwoRankTest, WrittenAtWorldSizeOneReadsBackAsUnequalShards) {
   const Buffers b(total);
   std::string path = dir_ + "/ckpt-9.h5";
   if (Rank() == 0) {
-    CheckpointState s = MakeState(layout, 9);
-    SetSlices(s, b, {0, total}, {0, total});
+    CheckpointState s = MakeState(layout, 9, b, {0, total}, {0, total});
     absl::StatusOr<std::string> saved = testing::SaveInto(MPI_COMM_SELF, s, dir_);
     EXPECT_TRUE(saved.ok()) << saved.status();
   }
@@ -101,8 +101,7 @@ TEST_F(TwoRankTest, TwoRanksSealAMultiBlockFileWithTheDigestTheFormatDefines) {
   std::vector<TensorSpec> layout = {{"a", {300, 1000}, 0}, {"b", {83}, 300000}, {"c", {97, 89}, 300083}};
   const int64_t total = Total(layout);
   const Buffers b(total);
-  CheckpointState s = MakeState(layout, 11);
-  SetSlices(s, b, EvenShard(total, Rank(), 2), UnequalShard(total, Rank()));
+  CheckpointState s = MakeState(layout, 11, b, HalfShard(total), UnequalShard(total, Rank()));
   absl::StatusOr<std::string> path = testing::SaveInto(MPI_COMM_WORLD, s, dir_);
   ASSERT_TRUE(path.ok()) << path.status();
   absl::StatusOr<IntegrityHeader> h = CheckFileIntegrity(*path);
@@ -122,8 +121,7 @@ TEST_F(TwoRankTest, ABadSliceOnOneRankFailsTheSaveOnEveryRank) {
   const auto layout = SmallLayout();
   const int64_t total = Total(layout);
   const Buffers b(total);
-  CheckpointState s = MakeState(layout, 3);
-  SetSlices(s, b, EvenShard(total, Rank(), 2), EvenShard(total, Rank(), 2));
+  CheckpointState s = MakeState(layout, 3, b, HalfShard(total), HalfShard(total));
   if (Rank() == 1) s.adam_v.lo = total;  // outside the buffer on rank 1 only
   absl::StatusOr<std::string> path = testing::SaveInto(MPI_COMM_WORLD, s, dir_);
   ASSERT_FALSE(path.ok());
@@ -136,8 +134,8 @@ TEST_F(TwoRankTest, OverlappingSlicesFailTheSaveOnEveryRank) {
   const auto layout = SmallLayout();
   const int64_t total = Total(layout);
   const Buffers b(total);
-  CheckpointState s = MakeState(layout, 4);
-  SetSlices(s, b, {0, total}, EvenShard(total, Rank(), 2));  // both ranks claim all params
+  // Both ranks claim all params.
+  CheckpointState s = MakeState(layout, 4, b, {0, total}, HalfShard(total));
   absl::StatusOr<std::string> path = testing::SaveInto(MPI_COMM_WORLD, s, dir_);
   ASSERT_FALSE(path.ok());
   EXPECT_NE(path.status().message().find("overlap"), std::string::npos) << path.status();
@@ -147,8 +145,7 @@ TEST_F(TwoRankTest, RanksGivenDifferentMetadataFailTogether) {
   const auto layout = SmallLayout();
   const int64_t total = Total(layout);
   const Buffers b(total);
-  CheckpointState s = MakeState(layout, 5);
-  SetSlices(s, b, EvenShard(total, Rank(), 2), EvenShard(total, Rank(), 2));
+  CheckpointState s = MakeState(layout, 5, b, HalfShard(total), HalfShard(total));
   s.header.tokens_seen += Rank();
   absl::StatusOr<std::string> path = testing::SaveInto(MPI_COMM_WORLD, s, dir_);
   ASSERT_FALSE(path.ok());

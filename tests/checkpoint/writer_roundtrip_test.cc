@@ -19,7 +19,6 @@ namespace {
 
 using testing::Buffers;
 using testing::MakeState;
-using testing::SetSlices;
 using testing::SmallLayout;
 using testing::Total;
 
@@ -31,8 +30,7 @@ class RoundTripTest : public ::testing::Test {
   std::string Save(int64_t step, int keep_last = 100, int keep_every = 0) {
     const auto layout = SmallLayout();
     Buffers b(Total(layout));
-    CheckpointState s = MakeState(layout, step);
-    SetSlices(s, b, {0, Total(layout)}, {0, Total(layout)});
+    CheckpointState s = MakeState(layout, step, b, {0, Total(layout)}, {0, Total(layout)});
     SaveOptions o;
     o.dir = dir_;
     o.keep_last = keep_last;

@@ -16,7 +16,6 @@
 
 #include "base/cli.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
@@ -93,10 +92,10 @@ absl::StatusOr<std::vector<AttentionKind>> BenchKinds(const ModelConfig& c) {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  mla::SetCommandLineUsage(
+  mla::ParseCommandLineWithUsage(
+      argc, argv,
       "Measures training throughput (and MFU on the CPU) of each attention kind.\n"
       "Usage: mla-bench [--kinds=mha,mla_rope] [--n_layer=6 --d_model=256 ...] [--device=cuda]");
-  absl::ParseCommandLine(argc, argv);
   using namespace mla;
   const auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "mla-bench: %s\n", std::string(s.message()).c_str());

@@ -22,7 +22,6 @@
 
 #include "base/cli.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "checkpoint/commit.h"
@@ -183,10 +182,10 @@ int Main() {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  mla::SetCommandLineUsage(
+  mla::ParseCommandLineWithUsage(
+      argc, argv,
       "save/load throughput of a paper-scale checkpoint vs raw write/read of the same bytes.\n"
       "  mpirun -np N mla-bench-ckpt [--dir=DIR] [--repeats=3] [--drop_cache=true]");
-  absl::ParseCommandLine(argc, argv);
   MPI_Init(&argc, &argv);
   google::InitGoogleLogging(argv[0]);
   const int rc = mla::Main();

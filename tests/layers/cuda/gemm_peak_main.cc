@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -172,14 +171,9 @@ absl::Status Run() {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  mla::SetCommandLineUsage(
+  mla::ParseCommandLineWithUsage(
+      argc, argv,
       "Measures the fp32 and bf16 GEMM ceilings (TFLOP/s, median of timed square products).\n"
       "  mla-gemm-peak [--device=cuda|cpu] [--n=8192] [--warmup=3] [--repeats=10]");
-  absl::ParseCommandLine(argc, argv);
-  const absl::Status s = mla::Run();
-  if (!s.ok()) {
-    std::fprintf(stderr, "mla-gemm-peak: %s\n", std::string(s.message()).c_str());
-    return 1;
-  }
-  return 0;
+  return mla::ExitStatus("mla-gemm-peak", mla::Run());
 }
