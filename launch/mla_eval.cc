@@ -770,11 +770,11 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
               100 * (1 - ratio));
   if (machine)
     std::printf("  roofline: read bandwidth %.1f GB/s (streaming sum over %.0f MiB, last-level "
-                "cache %.0f MiB, best of 5), sgemm peak %.1f GFLOP/s, %d threads; weights and KV "
+                "cache %.0f MiB, best of 5), sgemm peak %.1f GFLOP/s, %d threads; weights %s, KV "
                 "cache fp32\n",
                 machine->bandwidth.gb_per_s, machine->bandwidth.buffer_bytes / 1048576.0,
                 machine->bandwidth.llc_bytes / 1048576.0, machine->sgemm_peak_gflops,
-                machine->bandwidth.threads);
+                machine->bandwidth.threads, WeightBytesPerValue() == 2 ? "bf16" : "fp32");
   else
     std::printf("  roofline: not measured on device=%s (CPU only)\n",
                 absl::GetFlag(FLAGS_device).c_str());
