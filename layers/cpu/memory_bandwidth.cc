@@ -5,13 +5,52 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <memory>
+#include <string>
 
 #include "glog/logging.h"
 
 namespace mla {
 
+int64_t ParseCacheSize(const std::string& text) {
+  size_t end = 0;
+  int64_t v = 0;
+  while (end < text.size() && text[end] >= '0' && text[end] <= '9') {
+    v = v * 10 + (text[end] - '0');
+    if (v > (int64_t{1} << 50)) return 0;
+    ++end;
+  }
+  if (end == 0) return 0;
+  std::string unit = text.substr(end);
+  while (!unit.empty() && (unit.back() == '\n' || unit.back() == ' ')) unit.pop_back();
+  if (unit.empty()) return v;
+  if (unit == "K") return v << 10;
+  if (unit == "M") return v << 20;
+  if (unit == "G") return v << 30;
+  return 0;
+}
+
 int64_t LastLevelCacheBytes() {
+  // sysfs first: what this (possibly virtual) CPU reports for its own cache
+  // levels. glibc's sysconf can answer from cpuid leaves that describe the
+  // whole host package (seen: 384 MiB under KVM where sysfs says 32 MiB).
+  int best_level = 0;
+  int64_t best = 0;
+  for (int index = 0; index < 16; ++index) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
+    std::ifstream level_file(dir + "/level"), size_file(dir + "/size");
+    if (!level_file || !size_file) continue;
+    int level = 0;
+    std::string size;
+    if (!(level_file >> level) || !std::getline(size_file, size)) continue;
+    const int64_t bytes = ParseCacheSize(size);
+    if (bytes > 0 && level > best_level) {
+      best_level = level;
+      best = bytes;
+    }
+  }
+  if (best > 0) return best;
   const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
   if (l3 > 0) return l3;
   const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);

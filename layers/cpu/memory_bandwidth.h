@@ -8,11 +8,16 @@
 // touch), read once untimed, then `repeats` timed passes; the fastest counts.
 // Allocates the buffer for the call and frees it on return.
 #include <cstdint>
+#include <string>
 
 namespace mla {
 
-// Bytes of the last-level (L3, else L2) cache from sysconf; 0 when unknown.
+// Bytes of the last-level cache: the highest cache level sysfs lists for
+// cpu0 (/sys/devices/system/cpu/cpu0/cache/index*/{level,size}), else L3,
+// else L2 from sysconf; 0 when unknown.
 int64_t LastLevelCacheBytes();
+// A sysfs cache size ("32768K", "1M", "512"): bytes, or 0 when unreadable.
+int64_t ParseCacheSize(const std::string& text);
 
 struct ReadBandwidth {
   double gb_per_s = 0;       // 1e9 bytes per second
