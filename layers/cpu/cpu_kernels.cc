@@ -91,19 +91,17 @@ const uint16_t* CpuKernels::Bf16Weight(const float* w, int64_t numel) const {
 void CpuKernels::LinearForward(const float* x, const float* w, const float* bias, float* y,
                                int64_t M, int64_t N, int64_t K, Epilogue epilogue,
                                bool accumulate) {
+  // bf16 weights at any M: the small-batch kernels widen them in registers
+  // (more than kSmallBatchMaxRows rows in groups over L2-sized weight panels),
+  // so no fp32 copy of a matrix is ever made.
   const uint16_t* w16 = Bf16Weight(w, N * K);
-  if (M >= 1 && M <= kSmallBatchMaxRows && K >= 1) {
-    if (w16 != nullptr)
-      SmallBatchLinearBf16(x, w16, bias, y, M, N, K, epilogue, accumulate);
-    else
-      SmallBatchLinear(x, w, bias, y, M, N, K, epilogue, accumulate);
+  if (w16 != nullptr && M >= 1 && K >= 1) {
+    SmallBatchLinearBf16(x, w16, bias, y, M, N, K, epilogue, accumulate);
     return;
   }
-  if (w16 != nullptr) {
-    float* wide = Scratch(bf16_widened_, static_cast<size_t>(N * K));
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < N * K; ++i) wide[i] = math::Bf16BitsToFloat(w16[i]);
-    w = wide;
+  if (M >= 1 && M <= kSmallBatchMaxRows && K >= 1) {
+    SmallBatchLinear(x, w, bias, y, M, N, K, epilogue, accumulate);
+    return;
   }
   MatmulShape s;
   s.M = M; s.N = N; s.K = K;

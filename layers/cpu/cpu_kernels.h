@@ -77,8 +77,9 @@ class CpuKernels final : public Kernels {
   // rounded to nearest, ties to even). From then on every LinearForward whose
   // weight lies inside that range reads the copy: up to kSmallBatchMaxRows
   // rows as SmallBatchLinearBf16 (fp32 accumulation, half the weight bytes),
-  // more rows by widening the copy to fp32 once per call and running the
-  // fp32 matmul, so every batch size computes with the same rounded weights.
+  // more rows through the same kernel in groups over L2-sized weight panels,
+  // so every batch size computes with the same rounded weights and no fp32
+  // copy of a matrix is made.
   // Biases, norms and embedding lookups keep reading the fp32 parameters,
   // which stay allocated. For inference: the copy is not refreshed when the
   // parameters change (call again to refresh it).
@@ -110,11 +111,10 @@ class CpuKernels final : public Kernels {
   std::vector<float> transpose_scratch_;  // dwᵀ of tall weights
   std::vector<float> padded_x_, padded_dy_;  // operands re-strided for the GEMM
   // The bf16 copy of [bf16_base_, bf16_base_ + bf16_weights_.size()), if
-  // UseBf16Weights was called; a weight inside it, widened, for M > kSmallBatchMaxRows.
+  // UseBf16Weights was called.
   const uint16_t* Bf16Weight(const float* w, int64_t numel) const;
   const float* bf16_base_ = nullptr;
   std::vector<uint16_t> bf16_weights_;
-  std::vector<float> bf16_widened_;
 
   // ---- Decoding (layers/cpu/cpu_decode_kernels.cc).
  public:

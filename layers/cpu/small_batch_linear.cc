@@ -86,10 +86,24 @@ __attribute__((target("avx512f"))) inline __m512 MaskedLoadW512(__mmask16 mask,
   return LoadW512(tail);
 }
 
+#ifndef MLA_PREFETCH_BF16
+#define MLA_PREFETCH_BF16 16384
+#endif
+// How far ahead of the rows being multiplied the AVX-512 kernels prefetch
+// the weight, in bytes (whole rows, at least one block): a decoding step's
+// weight rows are a few hundred bytes to a few KiB, too short for the
+// hardware prefetcher to reach full speed on one core. The distances were
+// chosen on the 15M-shape and paper-shape batch-1 decodes (docs/benchmarks.md,
+// "Decode, same run"): bf16 weights ~1.8× faster with theirs, fp32 within
+// noise of none.
+template <typename W>
+constexpr int64_t kPrefetchBytes = sizeof(W) == 2 ? MLA_PREFETCH_BF16 : 8192;
+
 // RB weight rows × M x rows of 16-float FMAs; the K tail is a masked load.
 template <int M, int RB, typename W>
 __attribute__((target("avx512f"))) inline void BlockAvx512(const float* x, const W* w,
                                                            int64_t K, int64_t n,
+                                                           int64_t prefetch_rows,
                                                            const Output& o) {
   __m512 acc[RB][M];
 #pragma GCC unroll 8
@@ -97,12 +111,17 @@ __attribute__((target("avx512f"))) inline void BlockAvx512(const float* x, const
 #pragma GCC unroll 4
     for (int m = 0; m < M; ++m) acc[r][m] = _mm512_setzero_ps();
   int64_t k = 0;
+  // The weight rows prefetch_rows ahead, one cache line per row and line
+  // of this block (a prefetch never faults, past the matrix's end included).
+  const W* ahead = w + (n + prefetch_rows) * K;
   for (; k + 16 <= K; k += 16) {
     __m512 xv[M];
 #pragma GCC unroll 4
     for (int m = 0; m < M; ++m) xv[m] = _mm512_loadu_ps(x + m * K + k);
 #pragma GCC unroll 8
     for (int r = 0; r < RB; ++r) {
+      if ((k * sizeof(W)) % 64 == 0)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + r * K + k), _MM_HINT_T0);
       const __m512 wv = LoadW512(w + (n + r) * K + k);
 #pragma GCC unroll 4
       for (int m = 0; m < M; ++m) acc[r][m] = _mm512_fmadd_ps(wv, xv[m], acc[r][m]);
@@ -125,9 +144,10 @@ template <int M, typename W>
 __attribute__((target("avx512f"))) void RowsAvx512(const float* x, const W* w, int64_t K,
                                                    int64_t n0, int64_t n1, const Output& o) {
   constexpr int RB = M <= 2 ? 4 : 2;
+  const int64_t ahead = std::max<int64_t>(RB, kPrefetchBytes<W> / (K * int64_t{sizeof(W)}));
   int64_t n = n0;
-  for (; n + RB <= n1; n += RB) BlockAvx512<M, RB>(x, w, K, n, o);
-  for (; n < n1; ++n) BlockAvx512<M, 1>(x, w, K, n, o);
+  for (; n + RB <= n1; n += RB) BlockAvx512<M, RB>(x, w, K, n, ahead, o);
+  for (; n < n1; ++n) BlockAvx512<M, 1>(x, w, K, n, ahead, o);
 }
 
 __attribute__((target("avx2,fma"))) inline float HorizontalSum(__m256 v) {
@@ -240,17 +260,36 @@ namespace {
 template <typename W>
 void Run(const float* x, const W* w, const float* bias, float* y, int64_t M, int64_t N,
          int64_t K, Epilogue epilogue, bool accumulate, SimdIsa isa) {
-  CHECK(M >= 1 && M <= kSmallBatchMaxRows) << "SmallBatchLinear: M = " << M;
+  CHECK_GE(M, 1) << "SmallBatchLinear: M = " << M;
   CHECK_GE(K, 1);
   CHECK(epilogue == Epilogue::kNone || bias != nullptr) << "bias epilogue without a bias";
   CHECK(!(accumulate && epilogue == Epilogue::kBiasGelu)) << "GELU with accumulate";
   CHECK(SimdIsaAvailable(isa)) << SimdIsaName(isa) << " is not available on this CPU";
-  const RowsFn<W> rows = Pick<W>(isa, M);
   const Output out{y, bias, N, epilogue, accumulate};
+  // Weight rows [n0, n1) against every x row: at most kSmallBatchMaxRows x
+  // rows at a time, over panels of weight rows small enough to stay in the
+  // core's L2 between the groups of x rows (so memory supplies each weight
+  // once per call whatever M is).
+  const auto rows = [&](int64_t n0, int64_t n1) {
+    if (M <= kSmallBatchMaxRows) {
+      Pick<W>(isa, M)(x, w, K, n0, n1, out);
+      return;
+    }
+    const int64_t panel =
+        std::max<int64_t>(16, kSmallBatchPanelBytes / (K * static_cast<int64_t>(sizeof(W))) / 16 * 16);
+    for (int64_t p0 = n0; p0 < n1; p0 += panel) {
+      const int64_t p1 = std::min(n1, p0 + panel);
+      for (int64_t m0 = 0; m0 < M; m0 += kSmallBatchMaxRows) {
+        const int64_t mb = std::min(kSmallBatchMaxRows, M - m0);
+        const Output part{y + m0 * N, bias, N, epilogue, accumulate};
+        Pick<W>(isa, mb)(x + m0 * K, w, K, p0, p1, part);
+      }
+    }
+  };
   const bool threaded = N * K * static_cast<int64_t>(sizeof(W)) >= kSmallBatchThreadMinBytes &&
                         omp_get_max_threads() > 1 && !omp_in_parallel();
   if (!threaded) {
-    rows(x, w, K, 0, N, out);
+    rows(0, N);
     return;
   }
   // Contiguous ranges of 16 rows (whole cache lines of y for any M).
@@ -260,7 +299,7 @@ void Run(const float* x, const W* w, const float* bias, float* y, int64_t M, int
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
     const int64_t n0 = std::min(N, blocks * t / T * 16);
     const int64_t n1 = std::min(N, blocks * (t + 1) / T * 16);
-    if (n1 > n0) rows(x, w, K, n0, n1, out);
+    if (n1 > n0) rows(n0, n1);
   }
 }
 

@@ -28,6 +28,9 @@
 namespace mla {
 
 inline constexpr int64_t kSmallBatchMaxRows = 4;
+// More rows than kSmallBatchMaxRows run in groups of that many over panels of
+// weight rows of about this many bytes (kept in L2 between the groups).
+inline constexpr int64_t kSmallBatchPanelBytes = int64_t{128} << 10;
 inline constexpr int64_t kSmallBatchThreadMinBytes = int64_t{256} << 10;
 
 enum class SimdIsa { kScalar, kAvx2, kAvx512 };
@@ -38,7 +41,9 @@ bool SimdIsaAvailable(SimdIsa isa);
 SimdIsa BestSimdIsa();
 const char* SimdIsaName(SimdIsa isa);
 
-// M in [1, kSmallBatchMaxRows], K ≥ 1; bias is required unless epilogue is
+// M ≥ 1 (fastest for M ≤ kSmallBatchMaxRows; more rows are done in groups of
+// kSmallBatchMaxRows over L2-sized panels of the weight, which is how the bf16
+// weights of a prefill or a large decoding batch are multiplied), K ≥ 1; bias is required unless epilogue is
 // kNone; GELU is not combined with accumulate. `isa` must be available.
 void SmallBatchLinear(const float* x, const float* w, const float* bias, float* y, int64_t M,
                       int64_t N, int64_t K, Epilogue epilogue, bool accumulate, SimdIsa isa);

@@ -81,7 +81,7 @@ Reference Exact(const std::vector<float>& x, const std::vector<float>& w,
 
 using Bf16GemvIsaTest = testing::SimdIsaTest;
 
-// Tails in N and K for both vector widths, every M, with and without
+// Tails in N and K for both vector widths, every small M and two larger, with and without
 // accumulation; one shape large enough to be split across threads.
 TEST_P(Bf16GemvIsaTest, MatchesRoundedAndFp32References) {
   const SimdIsa isa = GetParam();
@@ -91,7 +91,9 @@ TEST_P(Bf16GemvIsaTest, MatchesRoundedAndFp32References) {
   uint32_t seed = 1;
   for (const auto& nk : shapes) {
     const int64_t N = nk[0], K = nk[1];
-    for (int64_t M = 1; M <= kSmallBatchMaxRows; ++M) {
+    // Above kSmallBatchMaxRows: row groups over weight panels (the 520 × 300
+    // shape spans three panels), with a group left over.
+    for (int64_t M : {1, 2, 3, 4, 9, 33}) {
       for (bool accumulate : {false, true}) {
         seed += 10;
         const std::vector<float> x = Random(M * K, seed), w = Random(N * K, seed + 1);
@@ -126,7 +128,7 @@ INSTANTIATE_TEST_SUITE_P(Isas, Bf16GemvIsaTest, testing::kAllSimdIsas,
                          testing::SimdIsaParamName);
 
 // CpuKernels::LinearForward reads the bf16 copy for a weight inside the
-// registered range at any M (small-batch kernel and widened matmul alike),
+// registered range at any M (one row group or several),
 // and the fp32 weight outside it.
 TEST(Bf16DecodeWeightsTest, LinearForwardUsesTheCopyInsideTheRangeOnly) {
   const int64_t N = 48, K = 203;

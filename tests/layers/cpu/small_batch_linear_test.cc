@@ -115,6 +115,25 @@ TEST_P(SmallBatchLinearIsaTest, ThreadedSplitCoversEveryRow) {
   omp_set_num_threads(saved);
 }
 
+// More rows than kSmallBatchMaxRows: groups of rows over several weight
+// panels (K large enough that a panel holds fewer than N rows), with a row
+// group left over (M not a multiple of the group), threaded and not.
+TEST_P(SmallBatchLinearIsaTest, ManyRowsInGroupsOverPanels) {
+  const int64_t K = 2051, N = 150;
+  const int64_t panel_rows = kSmallBatchPanelBytes / (K * 4);
+  ASSERT_LT(panel_rows, N / 2) << "the case should span several panels";
+  const int saved = omp_get_max_threads();
+  uint32_t seed = 400;
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (int64_t M : {int64_t{5}, int64_t{9}, int64_t{32}})
+      Check({M, N, K, Epilogue::kBias, false}, GetParam(), seed++);
+    Check({11, N, K, Epilogue::kNone, true}, GetParam(), seed++);
+    Check({6, 40, 33, Epilogue::kBiasGelu, false}, GetParam(), seed++);
+  }
+  omp_set_num_threads(saved);
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, SmallBatchLinearIsaTest,
                          ::testing::Values(SimdIsa::kScalar, SimdIsa::kAvx2, SimdIsa::kAvx512),
                          [](const ::testing::TestParamInfo<SimdIsa>& info) {
