@@ -109,7 +109,13 @@ ABSL_FLAG(std::string, bench_contexts, "",
           "report: context lengths for the speed table (default: 64 and the model's context).");
 ABSL_FLAG(int, bench_steps, 32,
           "report: decode steps timed per cell; the cache grows from context − steps to context.");
-ABSL_FLAG(int, bench_repeats, 2, "report: repeats per speed cell (the fastest counts).");
+ABSL_FLAG(int, bench_repeats, 2,
+          "report: timed decodes per speed cell (the fastest counts); the prompts are "
+          "prefilled once per cell and each repeat decodes again from the same cache length.");
+ABSL_FLAG(double, bench_seconds, 0,
+          "report: stop a cell's repeats early once its timed decodes have taken this many "
+          "seconds in all (at least one always runs; 0 = run every repeat). Bounds the slow "
+          "cells (naive MLA at long context and batch 32) without losing the fast ones' repeats.");
 ABSL_FLAG(int64_t, init_seed, 1, "Seed of the random-init model.");
 ABSL_FLAG(std::string, device, "cpu",
           "Where the model and the decoder run: cpu (oneDNN + OpenMP) or cuda (GPU r for "
@@ -118,7 +124,8 @@ ABSL_FLAG(std::string, device, "cpu",
 ABSL_FLAG(std::string, precision, "fp32",
           "Weights of the linear layers: fp32, or bf16 (--device=cpu only): a bf16 copy of "
           "every weight matrix is read by the linear layers, widened to fp32 in registers with "
-          "fp32 accumulation (batches of more than 4 rows widen each matrix once per call); "
+          "fp32 accumulation (batches of more than 4 rows in groups of 4 over cache-sized panels "
+          "of each matrix); "
           "embeddings, norms, biases and the KV cache stay fp32. Halves the weight bytes "
           "decoding reads per token.");
 ABSL_FLAG(int, threads, 0,
@@ -552,6 +559,7 @@ struct SpeedCell {
   DecodeMode mode = DecodeMode::kAbsorbed;
   int batch = 0, context = 0;
   double prefill_tps = 0.0, decode_tps = 0.0;
+  int repeats = 0;  // timed decodes run (--bench_repeats, fewer under --bench_seconds)
 };
 
 // The machine side of the decode roofline, measured in the report's run at
@@ -604,8 +612,10 @@ absl::StatusOr<std::vector<int>> IntList(const std::string& flag, const std::str
   return out;
 }
 
-// Prefill: `batch` prompts of context − steps random tokens; decode: `steps`
-// steps with all `batch` sequences, the cache growing to `context`.
+// Prefill: `batch` prompts of context − steps random tokens, once per cell;
+// decode: `steps` steps with all `batch` sequences, the cache growing to
+// `context`, repeated from the prefilled length (the cache is cut back to it,
+// which leaves exactly the prefill's rows: decoding only appends).
 absl::StatusOr<std::vector<SpeedCell>> MeasureSpeed(EvalModel& m, Kernels* kernels,
                                                     DecodeMode mode) {
   MLA_ASSIGN_OR_RETURN(std::vector<int> batches,
@@ -615,6 +625,13 @@ absl::StatusOr<std::vector<SpeedCell>> MeasureSpeed(EvalModel& m, Kernels* kerne
     ctx_flag = absl::StrCat(std::min(64, m.config.context_length), ",", m.config.context_length);
   MLA_ASSIGN_OR_RETURN(std::vector<int> contexts, IntList("bench_contexts", ctx_flag));
   const int steps = absl::GetFlag(FLAGS_bench_steps);
+  if (steps < 1 || absl::GetFlag(FLAGS_bench_repeats) < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--bench_steps (", steps, ") and --bench_repeats (", absl::GetFlag(FLAGS_bench_repeats),
+        ") must be ≥ 1"));
+  if (!(absl::GetFlag(FLAGS_bench_seconds) >= 0))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--bench_seconds: ", absl::GetFlag(FLAGS_bench_seconds), " must be ≥ 0 (0 = off)"));
   for (int c : contexts)
     if (c > m.config.context_length || c <= steps)
       return absl::InvalidArgumentError(absl::StrCat(
@@ -635,9 +652,9 @@ absl::StatusOr<std::vector<SpeedCell>> MeasureSpeed(EvalModel& m, Kernels* kerne
   for (int c : contexts)
     for (int b : batches) {
       SpeedCell cell{mode, b, c, 0.0, 0.0};
-      for (int rep = 0; rep < absl::GetFlag(FLAGS_bench_repeats); ++rep) {
-        for (int s = 0; s < b; ++s) dec->cache().Clear(s);
-        const int plen = c - steps;
+      const int plen = c - steps;
+      for (int s = 0; s < b; ++s) dec->cache().Clear(s);
+      {
         auto t0 = Clock::now();
         std::vector<int> done(b, 0);
         while (true) {  // prefill in chunks of at most max_rows rows
@@ -653,8 +670,15 @@ absl::StatusOr<std::vector<SpeedCell>> MeasureSpeed(EvalModel& m, Kernels* kerne
           if (segs.empty()) break;
           dec->Forward(segs, false);
         }
-        const double prefill = Since(t0);
-        t0 = Clock::now();
+        cell.prefill_tps = static_cast<double>(b) * plen / Since(t0);
+      }
+      double decoding = 0;
+      for (int rep = 0; rep < absl::GetFlag(FLAGS_bench_repeats); ++rep) {
+        if (rep > 0 && absl::GetFlag(FLAGS_bench_seconds) > 0 &&
+            decoding >= absl::GetFlag(FLAGS_bench_seconds))
+          break;
+        for (int s = 0; s < b; ++s) dec->cache().set_length(s, plen);
+        const auto t0 = Clock::now();
         for (int t = 0; t < steps; ++t) {
           segs.clear();
           for (int s = 0; s < b; ++s)
@@ -662,7 +686,8 @@ absl::StatusOr<std::vector<SpeedCell>> MeasureSpeed(EvalModel& m, Kernels* kerne
           dec->Forward(segs, false);
         }
         const double decode = Since(t0);
-        cell.prefill_tps = std::max(cell.prefill_tps, static_cast<double>(b) * plen / prefill);
+        decoding += decode;
+        ++cell.repeats;
         cell.decode_tps = std::max(cell.decode_tps, static_cast<double>(b) * steps / decode);
       }
       LOG(INFO) << "speed " << DecodeModeName(cell.mode) << " batch " << b << " context " << c << ": prefill "
@@ -822,7 +847,8 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
       cells.push_back(absl::StrCat(
           "{\"decode\":", json::Quote(DecodeModeName(s.mode)), ",\"batch\":", s.batch,
           ",\"context\":", s.context, ",\"prefill_tokens_per_s\":", json::Number(s.prefill_tps),
-          ",\"decode_tokens_per_s\":", json::Number(s.decode_tps), ",\"roofline\":", roof, "}"));
+          ",\"decode_tokens_per_s\":", json::Number(s.decode_tps), ",\"repeats\":", s.repeats,
+          ",\"roofline\":", roof, "}"));
     }
     std::string machine_json = "null";
     if (machine)
@@ -834,7 +860,8 @@ absl::Status RunReport(EvalModel& m, Kernels* kernels) {
           ",\"threads\":", machine->bandwidth.threads,
           ",\"weight_bytes_per_value\":", WeightBytesPerValue(),
           ",\"kv_bytes_per_value\":", kKvBytesPerValue,
-          ",\"bench_steps\":", absl::GetFlag(FLAGS_bench_steps), "}");
+          ",\"bench_steps\":", absl::GetFlag(FLAGS_bench_steps),
+          ",\"bench_seconds\":", json::Number(absl::GetFlag(FLAGS_bench_seconds)), "}");
     std::string text_json = "null";
     if (metrics)
       text_json = absl::StrCat(

@@ -256,6 +256,7 @@ TEST(MlaEvalTest, ReportKvBytesEqualTheFormulaAndJudgeFileHasTheRubric) {
     EXPECT_NEAR(NumberAt(*rc, "fraction"),
                 NumberAt(cell, "decode_tokens_per_s") / NumberAt(*rc, "tokens_per_s"), 1e-9);
   }
+  for (const json::Value& cell : v->Find("speed")->array) EXPECT_EQ(NumberAt(cell, "repeats"), 1);
   const json::Value* text = v->Find("text_metrics");
   ASSERT_NE(text, nullptr);
   EXPECT_EQ(NumberAt(*text, "generations"), 3);
@@ -266,6 +267,29 @@ TEST(MlaEvalTest, ReportKvBytesEqualTheFormulaAndJudgeFileHasTheRubric) {
     for (const char* word : {"grammar", "creativity", "consistency", "1", "10"})
       EXPECT_NE(prompt.find(word), std::string::npos) << word;
     EXPECT_NE(prompt.find(j.Find("completion")->string), std::string::npos);
+  }
+}
+
+// Every cell runs --bench_repeats timed decodes, unless --bench_seconds stops
+// it once its decodes have taken that long (one always runs): a time no
+// decode is shorter than stops every cell after its first.
+TEST(MlaEvalTest, BenchSecondsStopsACellsRepeatsEarly) {
+  const std::string base = absl::StrCat(
+      "--task=report --random_init_config=attention=mha,n_layer=1,d_model=32,n_head=2,vocab_size=64,"
+      "context_length=32 --bench_batches=1,3 --bench_contexts=12,20 --bench_steps=4 "
+      "--bench_repeats=3 --out=", kOut, ".repeats.json");
+  for (const auto& [flag, repeats] : {std::pair<std::string, int>{"", 3},
+                                      std::pair<std::string, int>{" --bench_seconds=1e-9", 1}}) {
+    const Result r = Eval(base + flag);
+    ASSERT_EQ(r.code, 0) << r.output;
+    auto v = json::Parse(ReadAll(kOut + ".repeats.json"));
+    ASSERT_TRUE(v.ok()) << v.status();
+    ASSERT_EQ(v->Find("speed")->array.size(), 4u);
+    for (const json::Value& cell : v->Find("speed")->array) {
+      EXPECT_EQ(NumberAt(cell, "repeats"), repeats) << flag;
+      EXPECT_GT(NumberAt(cell, "decode_tokens_per_s"), 0) << flag;
+      EXPECT_GT(NumberAt(cell, "prefill_tokens_per_s"), 0) << flag;
+    }
   }
 }
 
@@ -294,6 +318,12 @@ TEST(MlaEvalTest, BadFlagsEndWithOneClearMessage) {
       {"--task=report --random_init_config=n_layer=two", "n_layer=two: not an integer"},
       {"--task=report --random_init_config=layers=2,d_model=30,heads=4",
        "n_head=4: must divide d_model=30"},
+      {"--task=report --random_init_config=attention=mha,n_layer=1,d_model=32,n_head=2,vocab_size=64 "
+       "--bench_repeats=0",
+       "--bench_steps (32) and --bench_repeats (0) must be ≥ 1"},
+      {"--task=report --random_init_config=attention=mha,n_layer=1,d_model=32,n_head=2,vocab_size=64 "
+       "--bench_seconds=-1",
+       "--bench_seconds: -1 must be ≥ 0 (0 = off)"},
   };
   for (const auto& c : cases) {
     const Result r = Eval(c.args);
