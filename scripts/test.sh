@@ -4,7 +4,7 @@
 # (build-asan), then a bounded libFuzzer run of each fuzz target (build-fuzz).
 # Environment:
 #   MLA_SANITIZE_STAGE=0   skip the sanitizer stage
-#   MLA_FUZZ_SECONDS=N     seconds per fuzz target (default 45; 0 skips fuzzing)
+#   MLA_FUZZ_SECONDS=N     seconds per fuzz target (default 20; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -33,7 +33,7 @@ if [ "${MLA_SANITIZE_STAGE:-1}" != 0 ]; then
        -LE 'train|fault|badinput|reference|cluster|python|bundle' -E 'parity')
 fi
 
-if [ "${MLA_FUZZ_SECONDS:-45}" != 0 ]; then
-  echo "== fuzzing, ${MLA_FUZZ_SECONDS:-45} s per target (build-fuzz)"
-  FUZZ_SECONDS="${MLA_FUZZ_SECONDS:-45}" tests/fuzz/run.sh
+if [ "${MLA_FUZZ_SECONDS:-20}" != 0 ]; then
+  echo "== fuzzing, ${MLA_FUZZ_SECONDS:-20} s per target (build-fuzz)"
+  FUZZ_SECONDS="${MLA_FUZZ_SECONDS:-20}" tests/fuzz/run.sh
 fi
