@@ -128,6 +128,9 @@ ABSL_FLAG(std::string, precision, "fp32",
           "of each matrix); "
           "embeddings, norms, biases and the KV cache stay fp32. Halves the weight bytes "
           "decoding reads per token.");
+ABSL_FLAG(std::string, kv_dtype, "fp32",
+          "Storage of the KV cache: fp32. (bf16 is not supported yet: the cache, and the "
+          "report's KV bytes, are fp32 whatever --precision says.)");
 ABSL_FLAG(int, threads, 0,
           "OpenMP threads (0 = OMP_NUM_THREADS or all cores). On a machine shared with other "
           "jobs, 1 avoids threads spinning at barriers while another is descheduled. More than "
@@ -907,6 +910,12 @@ absl::Status Run(Communicator& comm) {
     omp_set_num_threads(CapThreads(absl::GetFlag(FLAGS_threads), "mla-eval"));
   MLA_RETURN_IF_ERROR(CheckOutputs());
   MLA_ASSIGN_OR_RETURN(const Precision precision, ParsePrecision(absl::GetFlag(FLAGS_precision)));
+  if (absl::GetFlag(FLAGS_kv_dtype) == "bf16")
+    return absl::UnimplementedError(
+        "--kv_dtype=bf16 is not supported yet (the KV cache is stored in fp32)");
+  if (absl::GetFlag(FLAGS_kv_dtype) != "fp32")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kv_dtype=", absl::GetFlag(FLAGS_kv_dtype), ": expected fp32 (bf16: not supported yet)"));
   if (precision == Precision::kBf16 && absl::GetFlag(FLAGS_device) != "cpu")
     return absl::UnimplementedError(absl::StrCat("--precision=bf16 is not supported yet on --device=",
                                                  absl::GetFlag(FLAGS_device), " (cpu only)"));

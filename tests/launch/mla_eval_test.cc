@@ -322,6 +322,12 @@ TEST(MlaEvalTest, BadFlagsEndWithOneClearMessage) {
        "--bench_repeats=0",
        "--bench_steps (32) and --bench_repeats (0) must be ≥ 1"},
       {"--task=report --random_init_config=attention=mha,n_layer=1,d_model=32,n_head=2,vocab_size=64 "
+       "--kv_dtype=bf16",
+       "--kv_dtype=bf16 is not supported yet (the KV cache is stored in fp32)"},
+      {"--task=report --random_init_config=attention=mha,n_layer=1,d_model=32,n_head=2,vocab_size=64 "
+       "--kv_dtype=fp16",
+       "--kv_dtype=fp16: expected fp32 (bf16: not supported yet)"},
+      {"--task=report --random_init_config=attention=mha,n_layer=1,d_model=32,n_head=2,vocab_size=64 "
        "--bench_seconds=-1",
        "--bench_seconds: -1 must be ≥ 0 (0 = off)"},
   };
