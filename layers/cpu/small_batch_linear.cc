@@ -86,18 +86,15 @@ __attribute__((target("avx512f"))) inline __m512 MaskedLoadW512(__mmask16 mask,
   return LoadW512(tail);
 }
 
-#ifndef MLA_PREFETCH_BF16
-#define MLA_PREFETCH_BF16 16384
-#endif
 // How far ahead of the rows being multiplied the AVX-512 kernels prefetch
 // the weight, in bytes (whole rows, at least one block): a decoding step's
 // weight rows are a few hundred bytes to a few KiB, too short for the
 // hardware prefetcher to reach full speed on one core. The distances were
 // chosen on the 15M-shape and paper-shape batch-1 decodes (docs/benchmarks.md,
-// "Decode, same run"): bf16 weights ~1.8× faster with theirs, fp32 within
-// noise of none.
+// "Small-batch decode kernels"): bf16 weights ~1.8× faster with theirs, fp32
+// within noise of none.
 template <typename W>
-constexpr int64_t kPrefetchBytes = sizeof(W) == 2 ? MLA_PREFETCH_BF16 : 8192;
+constexpr int64_t kPrefetchBytes = sizeof(W) == 2 ? 16384 : 8192;
 
 // RB weight rows × M x rows of 16-float FMAs; the K tail is a masked load.
 template <int M, int RB, typename W>
